@@ -1,0 +1,1 @@
+int gm_cli_placeholder_cli_util;

@@ -1,0 +1,102 @@
+/*
+ * alloc.c - the core's only entry to the C allocator, plus small buffers.
+ *
+ * Everything allocates through gm_malloc & co. so that a test build can
+ * make the N-th allocation fail (GM_TEST_ALLOC_FAIL) and prove every
+ * error path frees what it took.
+ */
+#include "gm_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef GM_TEST_ALLOC_FAIL
+#include <stdatomic.h>
+/* Test-only: allocation countdown; 0 = never fail. Not compiled into releases. */
+static _Atomic long gm_test_fail_after;
+GM_API void gm_test_fail_allocation_after(long n);
+void gm_test_fail_allocation_after(long n) { atomic_store(&gm_test_fail_after, n); }
+static bool should_fail(void) {
+    long n = atomic_load(&gm_test_fail_after);
+    if (n <= 0) return false;
+    if (atomic_fetch_sub(&gm_test_fail_after, 1) == 1) return true;
+    return false;
+}
+#else
+static bool should_fail(void) { return false; }
+#endif
+
+void *gm_malloc(size_t size) { return should_fail() ? NULL : malloc(size ? size : 1); }
+void *gm_calloc(size_t count, size_t size) {
+    return should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
+}
+void *gm_realloc(void *ptr, size_t size) { return should_fail() ? NULL : realloc(ptr, size ? size : 1); }
+void gm_free(void *ptr) { free(ptr); }
+
+void *gm_aligned_alloc(size_t size) {
+    if (should_fail() || size > SIZE_MAX - 64) return NULL;
+    size_t rounded = (size + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p) memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+void gm_aligned_free(void *ptr) { free(ptr); }
+
+char *gm_strndup(const char *s, size_t n) {
+    char *d = gm_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+bool gm_buf_reserve(gm_buf *b, size_t extra) {
+    if (extra > SIZE_MAX - b->len - 1) return false;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *d = gm_realloc(b->data, cap);
+    if (!d) return false;
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+bool gm_buf_append(gm_buf *b, const void *data, size_t n) {
+    if (!gm_buf_reserve(b, n)) return false;
+    if (n) memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return true;
+}
+
+bool gm_buf_printf(gm_buf *b, const char *fmt, ...) {
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    bool ok = n >= 0 && gm_buf_reserve(b, (size_t)n);
+    if (ok) {
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+    return ok;
+}
+
+void gm_buf_free(gm_buf *b) {
+    gm_free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+gm_status gm_copy_out(const char *src, size_t len, char *dst, size_t cap, size_t *out_len,
+                      gm_error *err) {
+    if (out_len) *out_len = len;
+    if (!dst || cap <= len)
+        return gm_fail(err, GM_ERR_ARGUMENT, "output buffer too small: %zu bytes needed", len + 1);
+    if (len) memcpy(dst, src, len);
+    dst[len] = 0;
+    return GM_OK;
+}
