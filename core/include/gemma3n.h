@@ -167,9 +167,31 @@ GM_API int gm_token_is_special(const gm_tokenizer *tok, int32_t id);
 
 typedef struct gm_model gm_model;
 
+/*
+ * Weight format the matrices are used in. Quantizing at load applies to the
+ * large matrices (attention, FFN, LAuReL, AltUp and per-layer projections,
+ * the embedding / tied LM head) whose row length is a multiple of 32; norms
+ * and the small AltUp coefficient matrices stay f32, and the per-layer
+ * embedding table (2 G parameters in E2B) stays as stored, mapped and read
+ * a row at a time, never made resident.
+ */
+typedef enum gm_weight_format {
+    GM_WEIGHTS_AS_STORED = 0, /* use the file's dtype (BF16/F16/F32/Q8_0/Q4_0) */
+    GM_WEIGHTS_F32,
+    GM_WEIGHTS_F16,
+    GM_WEIGHTS_BF16,
+    GM_WEIGHTS_Q8_0,
+    GM_WEIGHTS_Q4_0
+} gm_weight_format;
+
+/* "stored", "f32", "f16", "bf16", "q8_0", "q4_0" (case-insensitive). */
+GM_API gm_status gm_weight_format_parse(const char *name, gm_weight_format *out, gm_error *err);
+GM_API const char *gm_weight_format_name(gm_weight_format format);
+
 typedef struct gm_model_params {
     int n_threads;       /* threads for BLAS GEMMs; 0 = number of cores */
     int load_tokenizer;  /* load tokenizer.json when the directory has one (default 1) */
+    gm_weight_format weights; /* default GM_WEIGHTS_AS_STORED */
 } gm_model_params;
 
 GM_API gm_model_params gm_model_default_params(void);
@@ -190,6 +212,16 @@ GM_API void gm_model_free(gm_model *model);
 
 /* The model's tokenizer, or NULL if the directory had no tokenizer.json. */
 GM_API const gm_tokenizer *gm_model_tokenizer(const gm_model *model);
+
+/*
+ * gm_tokenize / gm_detokenize with the model's tokenizer. A model without
+ * tokenizer.json fails with GM_ERR_NO_TOKENIZER ("model has no tokenizer").
+ */
+GM_API gm_status gm_model_tokenize(const gm_model *model, const char *text, size_t len, unsigned flags,
+                                   int32_t *ids, size_t cap, size_t *n_ids, gm_error *err);
+GM_API gm_status gm_model_detokenize(const gm_model *model, const int32_t *ids, size_t n_ids,
+                                     int skip_special, char *text, size_t cap, size_t *len,
+                                     gm_error *err);
 
 typedef struct gm_model_info {
     int32_t vocab_size;
@@ -243,10 +275,13 @@ typedef struct gm_sampler_params {
     size_t n_logit_bias;
 } gm_sampler_params;
 
+struct gm_submodel_spec;
+
 typedef struct gm_session_params {
     int32_t n_ctx;             /* maximum positions (prompt + generated); 0 = model maximum, capped at 4096 */
     int32_t keep_all_logits;   /* keep the logits of every position of each gm_session_eval call */
     gm_sampler_params sampler;
+    const struct gm_submodel_spec *submodel; /* MatFormer submodel (copied); NULL = the model's current one */
 } gm_session_params;
 
 GM_API gm_sampler_params gm_sampler_default_params(void);
@@ -295,6 +330,15 @@ GM_API void gm_session_reset(gm_session *s);
  */
 GM_API gm_status gm_session_truncate(gm_session *s, size_t n, gm_error *err);
 
+/*
+ * Cooperative cancellation: while *flag is non-zero, gm_session_eval stops
+ * between batches and gm_session_next before sampling, both returning
+ * GM_ERR_CANCELLED. Tokens evaluated before the stop stay in the context
+ * (gm_session_n_past tells how many). The flag may be set from any thread
+ * or a signal handler; the caller clears it. NULL disables.
+ */
+GM_API void gm_session_set_cancel_flag(gm_session *s, const volatile int *flag);
+
 /* Samples one token from the current logits with the session's sampler. */
 GM_API gm_status gm_session_sample(gm_session *s, int32_t *token, gm_error *err);
 
@@ -311,8 +355,7 @@ typedef enum gm_finish {
 typedef struct gm_generate_params {
     int32_t max_tokens;     /* <= 0: until stop or the context is full */
     int32_t ignore_eos;     /* keep going past <eos> / <end_of_turn> */
-    const char *stop[GM_MAX_STOP_STRINGS]; /* stop strings (copied); NULL-terminated list */
-    const volatile int *cancel; /* optional: when *cancel becomes non-zero, next returns GM_ERR_CANCELLED */
+    const char *stop[GM_MAX_STOP_STRINGS]; /* stop strings (copied); unused entries NULL */
 } gm_generate_params;
 
 GM_API gm_generate_params gm_generate_default_params(void);
@@ -341,6 +384,93 @@ typedef struct gm_step {
  * When the context fills up, finish is GM_FINISH_LENGTH.
  */
 GM_API gm_status gm_session_next(gm_session *s, gm_step *step, gm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* MatFormer submodels                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Gemma 3n E4B contains E2B and a family of sizes between them: a
+ * submodel skips some layers and uses a prefix of each kept layer's FFN
+ * (gate/up rows, down columns). Selecting one needs no reload and no
+ * copy: it is another execution plan over the same mapped weights, and
+ * skipped layers' weights are never touched.
+ *
+ * Rules (upstream's MatFormer Lab): with first_shared = L -
+ * num_kv_shared_layers, the layers whose K/V the shared layers read (the
+ * last sliding and the last full layer before first_shared) cannot be
+ * skipped; skipped shared layers reduce num_kv_shared_layers; kept layers
+ * keep their activation sparsity and are renumbered in order.
+ */
+#define GM_MAX_SUBMODEL_LAYERS 128
+
+typedef struct gm_submodel_spec {
+    int32_t n_layers_to_skip;
+    int32_t layers_to_skip[GM_MAX_SUBMODEL_LAYERS];  /* ORIGINAL layer indices */
+    /*
+     * FFN widths: 0 entries = every kept layer keeps its full width;
+     * L entries = one per ORIGINAL layer (entries of skipped layers are
+     * ignored, as in slice_X.json); L - n_layers_to_skip entries = one per
+     * KEPT layer (as the official table and MatFormer Lab).
+     */
+    int32_t n_ffn_hidden_dims;
+    int32_t ffn_hidden_dims[GM_MAX_SUBMODEL_LAYERS];
+} gm_submodel_spec;
+
+/* One row of the official slicing table (gemma3n-slicing-configs), embedded in the library. */
+typedef struct gm_submodel_entry {
+    const char *name;            /* "Config for official E2B Model", "Main model", ... */
+    const char *alias;           /* "E2B", "E4B", "E2.49B-block", ... */
+    int32_t num_layers;          /* layers of the resulting model */
+    double effective_params_b;   /* the table's "# Effective Params (B)" column */
+    const char *mmlu;            /* the table's "MMLU PT accuracy" column */
+} gm_submodel_entry;
+
+GM_API size_t gm_submodel_count(void);
+/* Row i of the table (entry and/or spec may be NULL). GM_ERR_ARGUMENT past the end. */
+GM_API gm_status gm_submodel_get(size_t i, gm_submodel_entry *entry, gm_submodel_spec *spec, gm_error *err);
+/*
+ * Resolves a table row name ("Config for E2.49B (block-level)"), an alias
+ * ("E2B", "E4B", "e2b", "E2.49B-block"), "full", or a path to a .json file
+ * with {"layers_to_skip": [...], "ffn_hidden_dims": [...]}.
+ */
+GM_API gm_status gm_submodel_resolve(const char *name_or_path, gm_submodel_spec *spec, gm_error *err);
+/* Parses the JSON form (as slice_X.json / MatFormer Lab). */
+GM_API gm_status gm_submodel_parse_json(const char *json, size_t len, gm_submodel_spec *spec, gm_error *err);
+
+/*
+ * Validates `spec` against this model (NULL = the full model) and returns
+ * its effective parameter count: the text decoder's parameters without
+ * the two embedding tables (embed_tokens, embed_tokens_per_layer), with
+ * skipped layers removed and FFNs at their chosen widths - the quantity of
+ * the table's "Effective Params" column. Errors explain what is wrong
+ * (KV-producer layer skipped, width larger than the layer's, index out of
+ * range, ...).
+ */
+GM_API gm_status gm_model_check_submodel(const gm_model *model, const gm_submodel_spec *spec,
+                                         int64_t *effective_params, gm_error *err);
+
+/*
+ * Sets the submodel that sessions created afterwards use (NULL = full
+ * model). Existing sessions keep the submodel they were created with. This
+ * is the one mutable setting of a model; it is thread-safe.
+ */
+GM_API gm_status gm_model_select_submodel(gm_model *model, const gm_submodel_spec *spec, gm_error *err);
+
+/* The submodel new sessions use now (n_layers_to_skip = 0, no widths: the full model). */
+GM_API void gm_model_get_submodel(const gm_model *model, gm_submodel_spec *spec);
+
+/*
+ * Writes `spec` as a standalone Hugging Face directory `out_dir` (created
+ * if needed; files overwritten): config.json with the sliced text_config
+ * (num_hidden_layers, num_kv_shared_layers, layer_types,
+ * activation_sparsity_pattern, per-layer intermediate_size),
+ * model.safetensors with the kept layers renumbered, FFN prefixes and the
+ * kept layers' per-layer-embedding slices in the stored dtype, and the
+ * tokenizer files. Loading it gives the same numbers as selecting `spec`.
+ */
+GM_API gm_status gm_model_extract_submodel(const gm_model *model, const gm_submodel_spec *spec,
+                                           const char *out_dir, gm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Chat template                                                      */

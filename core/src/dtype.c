@@ -1,6 +1,8 @@
 /* dtype.c - element types and scalar conversions to/from f32. */
 #include "gm_internal.h"
 
+#include "quant.h"
+
 #include <math.h>
 
 const char *gm_dtype_name(gm_dtype t) {
@@ -8,11 +10,25 @@ const char *gm_dtype_name(gm_dtype t) {
     case GM_DTYPE_F32: return "F32";
     case GM_DTYPE_F16: return "F16";
     case GM_DTYPE_BF16: return "BF16";
+    case GM_DTYPE_Q8_0: return "Q8_0";
+    case GM_DTYPE_Q4_0: return "Q4_0";
     default: return "?";
     }
 }
 
-size_t gm_dtype_size(gm_dtype t) { return t == GM_DTYPE_F32 ? 4 : 2; }
+size_t gm_dtype_size(gm_dtype t) {
+    return t == GM_DTYPE_F32 ? 4 : (t == GM_DTYPE_F16 || t == GM_DTYPE_BF16) ? 2 : 0;
+}
+
+int64_t gm_dtype_block(gm_dtype t) { return t == GM_DTYPE_Q8_0 || t == GM_DTYPE_Q4_0 ? 32 : 1; }
+
+size_t gm_dtype_row_bytes(gm_dtype t, int64_t n) {
+    switch (t) {
+    case GM_DTYPE_Q8_0: return (size_t)(n / 32) * sizeof(gm_block_q8_0);
+    case GM_DTYPE_Q4_0: return (size_t)(n / 32) * sizeof(gm_block_q4_0);
+    default: return (size_t)n * gm_dtype_size(t);
+    }
+}
 
 /* IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN). */
 float gm_f16_to_f32(uint16_t h) {
@@ -78,6 +94,8 @@ void gm_to_f32(gm_dtype t, const void *src, float *dst, size_t n) {
             dst[i] = gm_f16_to_f32(h);
         }
         break;
+    case GM_DTYPE_Q8_0: gm_dequantize_row_q8_0(src, dst, (int64_t)n); break;
+    case GM_DTYPE_Q4_0: gm_dequantize_row_q4_0(src, dst, (int64_t)n); break;
     default: break;
     }
 }

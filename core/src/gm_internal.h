@@ -102,11 +102,18 @@ typedef enum gm_dtype {
     GM_DTYPE_F32 = 0,
     GM_DTYPE_F16,
     GM_DTYPE_BF16,
+    GM_DTYPE_Q8_0,   /* ggml block_q8_0: 32 weights = fp16 scale + 32 x int8 (34 bytes) */
+    GM_DTYPE_Q4_0,   /* ggml block_q4_0: 32 weights = fp16 scale + 16 bytes of nibbles (18 bytes) */
     GM_DTYPE_COUNT
 } gm_dtype;
 
 GM_INTERNAL const char *gm_dtype_name(gm_dtype t);
+/* Bytes per element of the float types (F32/F16/BF16); 0 for block types. */
 GM_INTERNAL size_t gm_dtype_size(gm_dtype t);
+/* Elements per block: 1 for float types, 32 for Q8_0/Q4_0. */
+GM_INTERNAL int64_t gm_dtype_block(gm_dtype t);
+/* Bytes of n elements (n a multiple of the block size). */
+GM_INTERNAL size_t gm_dtype_row_bytes(gm_dtype t, int64_t n);
 
 static inline float gm_bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
@@ -119,7 +126,8 @@ GM_INTERNAL float gm_f16_to_f32(uint16_t h);
 GM_INTERNAL uint16_t gm_f32_to_f16(float f);
 GM_INTERNAL uint16_t gm_f32_to_bf16(float f); /* round to nearest even */
 
-/* Widens n elements of type t starting at src (any alignment) to f32. */
+/* Widens n elements of type t starting at src to f32. Float types: any
+ * alignment. Block types: src at a block start, n a multiple of 32. */
 GM_INTERNAL void gm_to_f32(gm_dtype t, const void *src, float *dst, size_t n);
 
 /* ---- weight matrices ---- */
@@ -128,7 +136,8 @@ GM_INTERNAL void gm_to_f32(gm_dtype t, const void *src, float *dst, size_t n);
  * A 2-D weight [rows, cols] in row-major order as stored in the checkpoint
  * (PyTorch nn.Linear layout: [out_features, in_features]). `data` points
  * into the mapped file (or into an aligned copy when the file's bytes are
- * misaligned for the type); `row_stride` is in elements.
+ * misaligned for the type); `row_stride` is in elements (a multiple of the
+ * block size for Q8_0/Q4_0).
  */
 typedef struct gm_matrix {
     gm_dtype type;

@@ -1,0 +1,75 @@
+/*
+ * decoder.h - the Gemma 3n text decoder's forward pass over a KV cache.
+ *
+ * A gm_decoder holds everything mutable that one session needs to run the
+ * model: the KV cache and every scratch buffer, all allocated once in
+ * gm_decoder_init. gm_decoder_forward never allocates.
+ */
+#ifndef GM_DECODER_H
+#define GM_DECODER_H
+
+#include "model.h"
+
+/*
+ * K/V of one cache-owning layer, [cap, nkv * hd] each. Position j lives in
+ * slot j % cap: full-attention layers have cap = n_ctx; sliding layers keep
+ * a ring of cap = min(n_ctx, sliding_window + max_batch) positions (the
+ * window plus room for one batch, so a batch never overwrites keys its own
+ * first query still needs). KV-shared layers own nothing.
+ */
+typedef struct gm_kv_layer {
+    float *k, *v;
+    int32_t cap;
+} gm_kv_layer;
+
+/* Called after each layer with the AltUp streams [K][stride][H] (rows 0..T-1 valid). Tests use it. */
+typedef void (*gm_layer_observer)(void *user, int plan_layer, const float *streams, int T, int stride);
+
+typedef struct gm_decoder {
+    const gm_model *model;
+    gm_plan plan;
+    int32_t n_ctx;
+    int32_t max_batch;              /* B: tokens per forward call */
+    int32_t H, K, P, V, nh, nkv, hd, q_dim, kv_dim, max_ffn, r;
+    gm_kv_layer kv[GM_MAX_LAYERS];  /* by plan index; k == NULL for KV-shared layers */
+    /* scratch, all [B, ...] unless noted */
+    float *x0;          /* [B, H] scaled token embeddings */
+    float *streams;     /* [K, B, H] AltUp streams between layers */
+    float *pred;        /* [K, B, H] AltUp predictions */
+    float *ple_proj;    /* [B, L_full * P] per_layer_model_projection output */
+    float *pli;         /* [B, n_plan_layers, P] per-layer inputs */
+    float *an;          /* [B, H] normed active prediction */
+    float *laurel;      /* [B, H] */
+    float *attn;        /* [B, H] */
+    float *al;          /* [B, H] */
+    float *tmp_h;       /* [B, H] */
+    float *low_rank;    /* [B, max(r, P)] */
+    float *q, *k, *v;   /* [B, q_dim], [B, kv_dim] x2 */
+    float *att_out;     /* [B, q_dim] */
+    float *scores;      /* [n_ctx] */
+    float *gate, *up;   /* [B, max_ffn] */
+    float *router;      /* [B, K] modalities */
+    float *coefs;       /* [B, K*K] */
+    float *hidden;      /* [B, H] final normed hidden states */
+    float *mm_scratch;  /* matmul widening scratch */
+    gm_layer_observer observer;
+    void *observer_user;
+} gm_decoder;
+
+GM_INTERNAL gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan, int32_t n_ctx,
+                                      int32_t max_batch, gm_error *err);
+GM_INTERNAL void gm_decoder_free(gm_decoder *d);
+
+/*
+ * Runs T <= max_batch tokens at absolute positions pos0 .. pos0+T-1 (ids
+ * already validated, pos0 + T <= n_ctx), appending their K/V to the cache.
+ * Writes softcapped logits [T - first_logit_row, V] for batch rows
+ * first_logit_row .. T-1 to `logits` (first_logit_row == T: none).
+ */
+GM_INTERNAL void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0,
+                                    float *logits, int first_logit_row);
+
+/* Number of most recent positions a truncation can go back without recomputation. */
+GM_INTERNAL int64_t gm_decoder_rewind_limit(const gm_decoder *d);
+
+#endif /* GM_DECODER_H */

@@ -1,0 +1,438 @@
+/*
+ * model.c - opening a Hugging Face Gemma 3n directory: config, weights
+ * (mapped, bound by upstream tensor name with shape checks), tokenizer.
+ */
+#include "model.h"
+
+#include "matformer.h"
+
+#include "ops.h"
+#include "quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <strings.h>
+
+gm_model_params gm_model_default_params(void) {
+    gm_model_params p = {.n_threads = 0, .load_tokenizer = 1, .weights = GM_WEIGHTS_AS_STORED};
+    return p;
+}
+
+/* ---- owned copies (widened vectors, aligned matrices) ---- */
+
+static void *own(gm_model *m, size_t bytes) {
+    if (m->n_owned == m->cap_owned) {
+        size_t cap = m->cap_owned ? m->cap_owned * 2 : 256;
+        void **n = gm_realloc(m->owned, cap * sizeof *n);
+        if (!n) return NULL;
+        m->owned = n;
+        m->cap_owned = cap;
+    }
+    void *p = gm_aligned_alloc(bytes);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+static const char *const format_names[] = {"stored", "f32", "f16", "bf16", "q8_0", "q4_0"};
+
+const char *gm_weight_format_name(gm_weight_format f) {
+    return (unsigned)f < GM_ARRAY_LEN(format_names) ? format_names[f] : "?";
+}
+
+gm_status gm_weight_format_parse(const char *name, gm_weight_format *out, gm_error *err) {
+    for (size_t i = 0; name && i < GM_ARRAY_LEN(format_names); i++)
+        if (strcasecmp(name, format_names[i]) == 0) {
+            *out = (gm_weight_format)i;
+            return GM_OK;
+        }
+    return gm_fail(err, GM_ERR_ARGUMENT, "unknown weight format '%s' (stored, f32, f16, bf16, q8_0, q4_0)",
+                   name ? name : "(null)");
+}
+
+static gm_dtype format_dtype(gm_weight_format f) {
+    static const gm_dtype map[] = {GM_DTYPE_F32, GM_DTYPE_F32, GM_DTYPE_F16, GM_DTYPE_BF16, GM_DTYPE_Q8_0, GM_DTYPE_Q4_0};
+    return map[f];
+}
+
+/* ---- binding tensors by name ---- */
+
+typedef struct binder {
+    gm_model *m;
+    const char *prefix; /* "model.language_model." or "model." */
+    bool convert;       /* apply the weight format to matrices bound now */
+    gm_error *err;
+} binder;
+
+static gm_status find_tensor(binder *b, const char *name, const gm_st_tensor **out) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", b->prefix, name);
+    const gm_st_tensor *t = gm_st_find(&b->m->st, full);
+    if (!t) return gm_fail(b->err, GM_ERR_FORMAT, "%s: missing tensor '%s'", b->m->path, full);
+    if (t->dtype != GM_ST_F32 && t->dtype != GM_ST_F16 && t->dtype != GM_ST_BF16)
+        return gm_fail(b->err, GM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: BF16, F16, F32)",
+                       b->m->path, full, gm_st_dtype_name(t->dtype));
+    *out = t;
+    return GM_OK;
+}
+
+static gm_dtype to_dtype(gm_st_dtype t) {
+    return t == GM_ST_F32 ? GM_DTYPE_F32 : t == GM_ST_F16 ? GM_DTYPE_F16 : GM_DTYPE_BF16;
+}
+
+static void shape_str(const gm_st_tensor *t, char *buf, size_t cap) {
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+static gm_status check_shape(binder *b, const gm_st_tensor *t, int ndim, int64_t d0, int64_t d1) {
+    bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (ok) return GM_OK;
+    char got[128];
+    shape_str(t, got, sizeof got);
+    if (ndim == 1)
+        return gm_fail(b->err, GM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld]", b->m->path,
+                       t->name, got, (long long)d0);
+    return gm_fail(b->err, GM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld]", b->m->path,
+                   t->name, got, (long long)d0, (long long)d1);
+}
+
+/* Converts W row by row into an owned matrix of `target` (quantize at load). */
+static gm_status convert_matrix(binder *b, gm_matrix *W, gm_dtype target) {
+    size_t row_bytes = gm_dtype_row_bytes(target, W->cols), total;
+    float *row = gm_malloc((size_t)W->cols * sizeof(float));
+    uint8_t *dst = gm_mul_size(row_bytes, (size_t)W->rows, &total) ? own(b->m, total) : NULL;
+    if (!row || !dst) {
+        gm_free(row);
+        return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory converting weights to %s", gm_dtype_name(target));
+    }
+    for (int64_t r = 0; r < W->rows; r++) {
+        uint8_t *d = dst + (size_t)r * row_bytes;
+        gm_matrix_row(W, r, 0, W->cols, row);
+        switch (target) {
+        case GM_DTYPE_F32: memcpy(d, row, row_bytes); break;
+        case GM_DTYPE_F16:
+            for (int64_t i = 0; i < W->cols; i++) { uint16_t h = gm_f32_to_f16(row[i]); memcpy(d + 2 * i, &h, 2); }
+            break;
+        case GM_DTYPE_BF16:
+            for (int64_t i = 0; i < W->cols; i++) { uint16_t h = gm_f32_to_bf16(row[i]); memcpy(d + 2 * i, &h, 2); }
+            break;
+        case GM_DTYPE_Q8_0: gm_quantize_row_q8_0(row, (gm_block_q8_0 *)d, W->cols); break;
+        case GM_DTYPE_Q4_0: gm_quantize_row_q4_0(row, (gm_block_q4_0 *)d, W->cols); break;
+        default: break;
+        }
+    }
+    gm_free(row);
+    *W = (gm_matrix){.type = target, .rows = W->rows, .cols = W->cols, .row_stride = W->cols, .data = dst};
+    return GM_OK;
+}
+
+/* Applies the model's weight format to a large matrix (see gm_weight_format). */
+static gm_status apply_format(binder *b, gm_matrix *W) {
+    gm_weight_format f = b->m->params.weights;
+    if (f == GM_WEIGHTS_AS_STORED) return GM_OK;
+    gm_dtype target = format_dtype(f);
+    if (target == W->type || W->cols % gm_dtype_block(target) != 0) return GM_OK; /* tiny widths stay as stored */
+    return convert_matrix(b, W, target);
+}
+
+/* A [rows, cols] matrix used in place when the mapping is aligned for its type. */
+static gm_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, gm_matrix *out) {
+    const gm_st_tensor *t;
+    gm_status st = find_tensor(b, name, &t);
+    if (st == GM_OK) st = check_shape(b, t, 2, rows, cols);
+    if (st != GM_OK) return st;
+    out->type = to_dtype(t->dtype);
+    out->rows = rows;
+    out->cols = cols;
+    out->row_stride = cols;
+    out->data = t->data;
+    if ((uintptr_t)t->data % gm_dtype_size(out->type) != 0) { /* safetensors gives no alignment */
+        void *copy = own(b->m, t->nbytes);
+        if (!copy) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory copying '%s'", t->name);
+        memcpy(copy, t->data, t->nbytes);
+        out->data = copy;
+    }
+    return b->convert ? apply_format(b, out) : GM_OK;
+}
+
+/* Widens any stored tensor of `n` elements to an owned f32 array. */
+static gm_status widen(binder *b, const gm_st_tensor *t, size_t n, float **out) {
+    float *v = own(b->m, n * sizeof(float));
+    if (!v) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory widening '%s'", t->name);
+    gm_to_f32(to_dtype(t->dtype), t->data, v, n);
+    *out = v;
+    return GM_OK;
+}
+
+static gm_status bind_vector(binder *b, const char *name, int64_t n, gm_vector *out) {
+    const gm_st_tensor *t;
+    float *v = NULL;
+    gm_status st = find_tensor(b, name, &t);
+    if (st == GM_OK) st = check_shape(b, t, 1, n, 0);
+    if (st == GM_OK) st = widen(b, t, (size_t)n, &v);
+    if (st != GM_OK) return st;
+    out->n = n;
+    out->data = v;
+    return GM_OK;
+}
+
+/* Small matrix widened to f32, optionally clipped to +-clip (AltUp coefficients). */
+static gm_status bind_f32_matrix(binder *b, const char *name, int64_t rows, int64_t cols, float clip,
+                                 gm_matrix *out) {
+    const gm_st_tensor *t;
+    float *v = NULL;
+    gm_status st = find_tensor(b, name, &t);
+    if (st == GM_OK) st = check_shape(b, t, 2, rows, cols);
+    if (st == GM_OK) st = widen(b, t, (size_t)(rows * cols), &v);
+    if (st != GM_OK) return st;
+    for (int64_t i = 0; clip > 0 && i < rows * cols; i++) v[i] = fminf(fmaxf(v[i], -clip), clip);
+    *out = (gm_matrix){.type = GM_DTYPE_F32, .rows = rows, .cols = cols, .row_stride = cols, .data = v};
+    return GM_OK;
+}
+
+/* ---- the decoder's tensors (names as the released checkpoints) ---- */
+
+static gm_status bind_attention(binder *b, int l, bool owns_kv, gm_layer_weights *lw) {
+    const gm_text_config *c = &b->m->cfg;
+    int64_t H = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
+    char n[128];
+    gm_status st;
+#define NAME(s) (snprintf(n, sizeof n, "layers.%d.%s", l, s), n)
+    if ((st = bind_matrix(b, NAME("self_attn.q_proj.weight"), q, H, &lw->q_proj))) return st;
+    if ((st = bind_matrix(b, NAME("self_attn.o_proj.weight"), H, q, &lw->o_proj))) return st;
+    if ((st = bind_vector(b, NAME("self_attn.q_norm.weight"), c->head_dim, &lw->q_norm))) return st;
+    if (!owns_kv) return GM_OK; /* KV-shared layers: k/v weights are stored but never used */
+    if ((st = bind_matrix(b, NAME("self_attn.k_proj.weight"), kv, H, &lw->k_proj))) return st;
+    if ((st = bind_matrix(b, NAME("self_attn.v_proj.weight"), kv, H, &lw->v_proj))) return st;
+    return bind_vector(b, NAME("self_attn.k_norm.weight"), c->head_dim, &lw->k_norm);
+}
+
+static gm_status bind_altup_laurel(binder *b, int l, gm_layer_weights *lw) {
+    const gm_text_config *c = &b->m->cfg;
+    int64_t H = c->hidden_size, K = c->altup_num_inputs, r = c->laurel_rank;
+    char n[128];
+    gm_status st;
+    if ((st = bind_vector(b, NAME("altup.correct_output_scale"), H, &lw->altup_correct_output_scale))) return st;
+    if ((st = bind_f32_matrix(b, NAME("altup.correction_coefs.weight"), K, K, c->altup_coef_clip,
+                              &lw->altup_correction_coefs))) return st;
+    /* upstream clips prediction_coefs only while training */
+    if ((st = bind_f32_matrix(b, NAME("altup.prediction_coefs.weight"), K * K, K, 0, &lw->altup_prediction_coefs))) return st;
+    if ((st = bind_f32_matrix(b, NAME("altup.modality_router.weight"), K, H, 0, &lw->altup_modality_router))) return st;
+    if ((st = bind_vector(b, NAME("altup.router_norm.weight"), H, &lw->altup_router_norm))) return st;
+    if ((st = bind_matrix(b, NAME("laurel.linear_left.weight"), r, H, &lw->laurel_left))) return st;
+    if ((st = bind_matrix(b, NAME("laurel.linear_right.weight"), H, r, &lw->laurel_right))) return st;
+    return bind_vector(b, NAME("laurel.post_laurel_norm.weight"), H, &lw->laurel_post_norm);
+}
+
+static gm_status bind_layer(binder *b, int l) {
+    const gm_text_config *c = &b->m->cfg;
+    gm_layer_weights *lw = &b->m->w.layers[l];
+    int64_t H = c->hidden_size, F = c->intermediate_size[l], P = c->hidden_size_per_layer_input;
+    char n[128];
+    gm_status st;
+    bool owns_kv = l < c->num_layers - c->num_kv_shared_layers;
+    if ((st = bind_attention(b, l, owns_kv, lw))) return st;
+    if ((st = bind_altup_laurel(b, l, lw))) return st;
+    if ((st = bind_vector(b, NAME("input_layernorm.weight"), H, &lw->input_norm))) return st;
+    if ((st = bind_vector(b, NAME("post_attention_layernorm.weight"), H, &lw->post_attn_norm))) return st;
+    if ((st = bind_vector(b, NAME("pre_feedforward_layernorm.weight"), H, &lw->pre_ffw_norm))) return st;
+    if ((st = bind_vector(b, NAME("post_feedforward_layernorm.weight"), H, &lw->post_ffw_norm))) return st;
+    if ((st = bind_matrix(b, NAME("mlp.gate_proj.weight"), F, H, &lw->gate_proj))) return st;
+    if ((st = bind_matrix(b, NAME("mlp.up_proj.weight"), F, H, &lw->up_proj))) return st;
+    if ((st = bind_matrix(b, NAME("mlp.down_proj.weight"), H, F, &lw->down_proj))) return st;
+    if ((st = bind_matrix(b, NAME("per_layer_input_gate.weight"), P, H, &lw->per_layer_input_gate))) return st;
+    if ((st = bind_matrix(b, NAME("per_layer_projection.weight"), H, P, &lw->per_layer_projection))) return st;
+    return bind_vector(b, NAME("post_per_layer_input_norm.weight"), H, &lw->post_per_layer_input_norm);
+#undef NAME
+}
+
+static gm_status bind_globals(binder *b) {
+    const gm_text_config *c = &b->m->cfg;
+    gm_text_weights *w = &b->m->w;
+    int64_t H = c->hidden_size, LP = (int64_t)c->num_layers * c->hidden_size_per_layer_input;
+    gm_status st;
+    if ((st = bind_matrix(b, "embed_tokens.weight", c->vocab_size, H, &w->embed_tokens))) return st;
+    b->convert = false; /* the per-layer embedding table stays mapped as stored (read a row per token) */
+    st = bind_matrix(b, "embed_tokens_per_layer.weight", c->vocab_size_per_layer_input, LP, &w->embed_tokens_per_layer);
+    b->convert = true;
+    if (st != GM_OK) return st;
+    if ((st = bind_matrix(b, "per_layer_model_projection.weight", LP, H, &w->per_layer_model_projection))) return st;
+    if ((st = bind_vector(b, "per_layer_projection_norm.weight", c->hidden_size_per_layer_input,
+                          &w->per_layer_projection_norm))) return st;
+    if ((st = bind_vector(b, "norm.weight", H, &w->final_norm))) return st;
+    for (int i = 0; i + 1 < c->altup_num_inputs; i++) {
+        char n[96];
+        snprintf(n, sizeof n, "altup_projections.%d.weight", i);
+        if ((st = bind_matrix(b, n, H, H, &w->altup_projections[i]))) return st;
+        snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);
+        if ((st = bind_matrix(b, n, H, H, &w->altup_unembed_projections[i]))) return st;
+    }
+    return GM_OK;
+}
+
+static void count_params(gm_model *m, const char *prefix) {
+    size_t plen = strlen(prefix);
+    for (size_t i = 0; i < m->st.n_tensors; i++) {
+        const gm_st_tensor *t = &m->st.tensors[i];
+        m->n_params_file += t->numel;
+        if (strncmp(t->name, prefix, plen) == 0) m->n_params_text += t->numel;
+    }
+}
+
+static gm_status bind_all(gm_model *m, gm_error *err) {
+    binder b = {.m = m, .prefix = "model.language_model.", .convert = true, .err = err};
+    if (!gm_st_find(&m->st, "model.language_model.embed_tokens.weight") &&
+        gm_st_find(&m->st, "model.embed_tokens.weight"))
+        b.prefix = "model."; /* Gemma3nForCausalLM checkpoints */
+    gm_status st = bind_globals(&b);
+    for (int l = 0; l < m->cfg.num_layers && st == GM_OK; l++) st = bind_layer(&b, l);
+    if (st != GM_OK) return st;
+    m->prefix = b.prefix;
+    count_params(m, b.prefix);
+    m->main_dtype = m->w.embed_tokens.type;
+    return GM_OK;
+}
+
+static gm_status load_config(gm_model *m, gm_error *err) {
+    char *path = gm_path_join(m->path, "config.json"), *text = NULL;
+    size_t size;
+    if (!path) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
+    gm_status st = gm_read_file(path, &text, &size, err);
+    if (st == GM_OK) st = gm_config_parse(text, size, path, &m->cfg, err);
+    gm_free(text);
+    gm_free(path);
+    return st;
+}
+
+static gm_status load_tokenizer(gm_model *m, gm_error *err) {
+    char *path = gm_path_join(m->path, "tokenizer.json");
+    if (!path) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
+    gm_status st = GM_OK;
+    if (gm_file_exists(path)) st = gm_tokenizer_open(path, &m->tokenizer, err);
+    gm_free(path);
+    return st;
+}
+
+gm_status gm_model_open(const char *path, const gm_model_params *params, gm_model **out, gm_error *err) {
+    *out = NULL;
+    gm_error_clear(err);
+    if (!path || !*path) return gm_fail(err, GM_ERR_ARGUMENT, "model path is empty");
+    if (params && (unsigned)params->weights > GM_WEIGHTS_Q4_0)
+        return gm_fail(err, GM_ERR_ARGUMENT, "unknown weight format %d", (int)params->weights);
+    if (!gm_is_directory(path))
+        return gm_fail(err, GM_ERR_IO, "%s: not a model directory (expected config.json + *.safetensors)", path);
+    gm_model *m = gm_calloc(1, sizeof *m);
+    if (!m) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
+    atomic_init(&m->refcount, 1);
+    pthread_mutex_init(&m->plan_lock, NULL);
+    m->params = params ? *params : gm_model_default_params();
+    m->path = gm_strndup(path, strlen(path));
+    gm_status st = m->path ? GM_OK : gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (st == GM_OK) st = load_config(m, err);
+    if (st == GM_OK) st = gm_st_open_dir(path, &m->st, err);
+    if (st == GM_OK) st = bind_all(m, err);
+    if (st == GM_OK && m->params.load_tokenizer) st = load_tokenizer(m, err);
+    if (st != GM_OK) {
+        gm_model_free(m);
+        return st;
+    }
+    gm_plan_full(&m->cfg, &m->plan);
+    *out = m;
+    return GM_OK;
+}
+
+void gm_model_retain(gm_model *m) { atomic_fetch_add(&m->refcount, 1); }
+
+void gm_model_free(gm_model *m) {
+    if (!m || atomic_fetch_sub(&m->refcount, 1) != 1) return;
+    for (size_t i = 0; i < m->n_owned; i++) gm_aligned_free(m->owned[i]);
+    gm_free(m->owned);
+    gm_st_close(&m->st);
+    gm_tokenizer_free(m->tokenizer);
+    gm_free(m->path);
+    pthread_mutex_destroy(&m->plan_lock);
+    gm_free(m);
+}
+
+/* FFN widths must be multiples of this (the quantization block; 1 for float weights). */
+static int ffn_multiple(const gm_model *m) {
+    int64_t block = 1;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        block = GM_MAX(block, gm_dtype_block(m->w.layers[l].gate_proj.type));
+        block = GM_MAX(block, gm_dtype_block(m->w.layers[l].down_proj.type));
+    }
+    return (int)block;
+}
+
+static int64_t effective_params(const gm_model *m, const gm_plan *plan) {
+    int64_t total = 0;
+    for (size_t i = 0; i < m->st.n_tensors; i++) {
+        const char *name = m->st.tensors[i].name;
+        total += gm_plan_effective_params(&m->cfg, plan, m->prefix, &name, &m->st.tensors[i].numel, 1);
+    }
+    return total;
+}
+
+gm_status gm_model_check_submodel(const gm_model *m, const gm_submodel_spec *spec, int64_t *params, gm_error *err) {
+    gm_error_clear(err);
+    gm_plan plan;
+    gm_status st = gm_plan_from_spec(&m->cfg, spec, ffn_multiple(m), &plan, err);
+    if (st == GM_OK && params) *params = effective_params(m, &plan);
+    return st;
+}
+
+gm_status gm_model_select_submodel(gm_model *m, const gm_submodel_spec *spec, gm_error *err) {
+    gm_error_clear(err);
+    gm_plan plan;
+    gm_status st = gm_plan_from_spec(&m->cfg, spec, ffn_multiple(m), &plan, err);
+    if (st != GM_OK) return st;
+    pthread_mutex_lock(&m->plan_lock);
+    m->plan = plan;
+    if (spec) m->submodel = *spec;
+    else memset(&m->submodel, 0, sizeof m->submodel);
+    pthread_mutex_unlock(&m->plan_lock);
+    return GM_OK;
+}
+
+void gm_model_get_submodel(const gm_model *m, gm_submodel_spec *spec) {
+    gm_model *mm = (gm_model *)(uintptr_t)m; /* the lock is not part of the model's logical state */
+    pthread_mutex_lock(&mm->plan_lock);
+    *spec = m->submodel;
+    pthread_mutex_unlock(&mm->plan_lock);
+}
+
+gm_status gm_model_session_plan(gm_model *m, const gm_submodel_spec *spec, gm_plan *plan, gm_error *err) {
+    if (spec) return gm_plan_from_spec(&m->cfg, spec, ffn_multiple(m), plan, err);
+    pthread_mutex_lock(&m->plan_lock);
+    *plan = m->plan;
+    pthread_mutex_unlock(&m->plan_lock);
+    return GM_OK;
+}
+
+const gm_tokenizer *gm_model_tokenizer(const gm_model *m) { return m ? m->tokenizer : NULL; }
+
+void gm_model_get_info(const gm_model *m, gm_model_info *info) {
+    const gm_text_config *c = &m->cfg;
+    memset(info, 0, sizeof *info);
+    info->vocab_size = c->vocab_size;
+    info->hidden_size = c->hidden_size;
+    info->num_layers = c->num_layers;
+    info->num_heads = c->num_heads;
+    info->num_kv_heads = c->num_kv_heads;
+    info->head_dim = c->head_dim;
+    info->num_kv_shared_layers = c->num_kv_shared_layers;
+    info->sliding_window = c->sliding_window;
+    info->hidden_size_per_layer_input = c->hidden_size_per_layer_input;
+    info->altup_num_inputs = c->altup_num_inputs;
+    info->laurel_rank = c->laurel_rank;
+    info->bos_id = c->bos_id;
+    info->eos_id = c->eos_id;
+    info->end_of_turn_id = m->tokenizer ? gm_tokenizer_token_id(m->tokenizer, "<end_of_turn>") : -1;
+    info->max_position_embeddings = c->max_position_embeddings;
+    info->final_logit_softcap = c->final_logit_softcap;
+    info->n_params_text = m->n_params_text;
+    info->n_params_file = m->n_params_file;
+    info->weight_dtype = gm_dtype_name(m->main_dtype);
+}

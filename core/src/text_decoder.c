@@ -1,0 +1,402 @@
+/*
+ * text_decoder.c - Gemma3nTextModel.forward + the tied LM head, batched
+ * over T tokens, in f32. The structure follows upstream's
+ * modeling_gemma3n.py; each block names the function it reproduces.
+ *
+ * Layout conventions: activations are row-major [T, width] with row
+ * stride = width; AltUp streams are [K][B][H] (stream k, token t at
+ * (k * B + t) * H).
+ */
+#include "decoder.h"
+#include "ops.h"
+
+#include <math.h>
+
+#define STREAM(d, buf, k, t) ((buf) + ((size_t)(k) * (d)->max_batch + (size_t)(t)) * (d)->H)
+
+/* ---- setup ---- */
+
+static float *alloc_floats(size_t n, bool *ok) {
+    size_t bytes;
+    float *p = gm_mul_size(n, sizeof(float), &bytes) ? gm_aligned_alloc(bytes) : NULL;
+    if (!p) *ok = false;
+    return p;
+}
+
+static void alloc_kv(gm_decoder *d, bool *ok) {
+    int64_t window = d->model->cfg.sliding_window;
+    for (int p = 0; p < d->plan.n_layers; p++) {
+        const gm_plan_layer *pl = &d->plan.layers[p];
+        if (pl->kv_source != p) continue;
+        int64_t cap = pl->sliding ? GM_MIN((int64_t)d->n_ctx, window + d->max_batch) : d->n_ctx;
+        d->kv[p].cap = (int32_t)cap;
+        d->kv[p].k = alloc_floats((size_t)cap * d->kv_dim, ok);
+        d->kv[p].v = alloc_floats((size_t)cap * d->kv_dim, ok);
+    }
+}
+
+gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan, int32_t n_ctx,
+                          int32_t max_batch, gm_error *err) {
+    memset(d, 0, sizeof *d);
+    const gm_text_config *c = &m->cfg;
+    d->model = m;
+    d->plan = *plan;
+    d->n_ctx = n_ctx;
+    d->max_batch = max_batch;
+    d->H = c->hidden_size, d->K = c->altup_num_inputs, d->P = c->hidden_size_per_layer_input;
+    d->V = c->vocab_size, d->nh = c->num_heads, d->nkv = c->num_kv_heads, d->hd = c->head_dim;
+    d->q_dim = d->nh * d->hd, d->kv_dim = d->nkv * d->hd, d->r = c->laurel_rank;
+    for (int p = 0; p < plan->n_layers; p++) d->max_ffn = GM_MAX(d->max_ffn, plan->layers[p].ffn_dim);
+    size_t B = (size_t)max_batch, H = (size_t)d->H;
+    int64_t max_cols = GM_MAX(GM_MAX(d->H, d->q_dim), GM_MAX(d->max_ffn, GM_MAX(d->P, d->r)));
+    bool ok = true;
+    d->x0 = alloc_floats(B * H, &ok);
+    d->streams = alloc_floats((size_t)d->K * B * H, &ok);
+    d->pred = alloc_floats((size_t)d->K * B * H, &ok);
+    d->ple_proj = alloc_floats(B * (size_t)c->num_layers * d->P, &ok);
+    d->pli = alloc_floats(B * (size_t)plan->n_layers * d->P, &ok);
+    d->an = alloc_floats(B * H, &ok);
+    d->laurel = alloc_floats(B * H, &ok);
+    d->attn = alloc_floats(B * H, &ok);
+    d->al = alloc_floats(B * H, &ok);
+    d->tmp_h = alloc_floats(B * H, &ok);
+    d->hidden = alloc_floats(B * H, &ok);
+    d->low_rank = alloc_floats(B * (size_t)GM_MAX(d->r, d->P), &ok);
+    d->q = alloc_floats(B * (size_t)d->q_dim, &ok);
+    d->att_out = alloc_floats(B * (size_t)d->q_dim, &ok);
+    d->k = alloc_floats(B * (size_t)d->kv_dim, &ok);
+    d->v = alloc_floats(B * (size_t)d->kv_dim, &ok);
+    d->scores = alloc_floats((size_t)n_ctx, &ok);
+    d->gate = alloc_floats(B * (size_t)d->max_ffn, &ok);
+    d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
+    d->router = alloc_floats(B * (size_t)d->K, &ok);
+    d->coefs = alloc_floats(B * (size_t)d->K * d->K, &ok);
+    d->mm_scratch = alloc_floats(gm_matmul_scratch_floats(max_cols), &ok);
+    if (ok) alloc_kv(d, &ok);
+    if (!ok) {
+        gm_decoder_free(d);
+        return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache and buffers (n_ctx %d)", n_ctx);
+    }
+    return GM_OK;
+}
+
+void gm_decoder_free(gm_decoder *d) {
+    float **bufs[] = {&d->x0, &d->streams, &d->pred, &d->ple_proj, &d->pli, &d->an, &d->laurel, &d->attn,
+                      &d->al, &d->tmp_h, &d->hidden, &d->low_rank, &d->q, &d->att_out, &d->k, &d->v,
+                      &d->scores, &d->gate, &d->up, &d->router, &d->coefs, &d->mm_scratch};
+    for (size_t i = 0; i < GM_ARRAY_LEN(bufs); i++) {
+        gm_aligned_free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    for (int p = 0; p < GM_MAX_LAYERS; p++) {
+        gm_aligned_free(d->kv[p].k);
+        gm_aligned_free(d->kv[p].v);
+        d->kv[p].k = d->kv[p].v = NULL;
+    }
+}
+
+int64_t gm_decoder_rewind_limit(const gm_decoder *d) {
+    int64_t limit = INT64_MAX, window = d->model->cfg.sliding_window;
+    for (int p = 0; p < d->plan.n_layers; p++)
+        if (d->kv[p].k && d->plan.layers[p].sliding && d->kv[p].cap < d->n_ctx)
+            limit = GM_MIN(limit, d->kv[p].cap - window);
+    return limit;
+}
+
+/* ---- helpers ---- */
+
+static void matmul(gm_decoder *d, const gm_matrix *W, int64_t out, int64_t in, const float *X, int T, float *Y) {
+    gm_matmul(W, out, in, X, T, Y, d->mm_scratch);
+}
+
+/* Scales rows of `x` [T, H] to the RMS `target[t]` (new mean-square floored at 1e-5, as upstream). */
+static void match_magnitude(float *x, int H, float target) {
+    double ss = 0;
+    for (int i = 0; i < H; i++) ss += (double)x[i] * x[i];
+    float mag = (float)sqrt(fmax(ss / H, 1e-5));
+    float s = target / mag;
+    for (int i = 0; i < H; i++) x[i] *= s;
+}
+
+/* ---- embeddings: Gemma3nTextModel.forward up to the first layer ---- */
+
+/* get_per_layer_inputs + project_per_layer_inputs, for the plan's layers. */
+static void per_layer_inputs(gm_decoder *d, const int32_t *ids, int T) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_text_weights *w = &d->model->w;
+    int P = d->P, L = c->num_layers, n = d->plan.n_layers;
+    matmul(d, &w->per_layer_model_projection, (int64_t)L * P, d->H, d->x0, T, d->ple_proj);
+    const float proj_scale = 1.0f / sqrtf((float)d->H), ple_scale = sqrtf((float)P);
+    const float input_scale = 1.0f / sqrtf(2.0f);
+    float *ple_row = d->low_rank; /* [P] */
+    for (int t = 0; t < T; t++) {
+        int32_t ple_id = ids[t] < c->vocab_size_per_layer_input ? ids[t] : 0;
+        for (int p = 0; p < n; p++) {
+            int src = d->plan.layers[p].src;
+            float *proj = d->ple_proj + ((size_t)t * L + src) * P;
+            float *out = d->pli + ((size_t)t * n + p) * P;
+            for (int i = 0; i < P; i++) proj[i] *= proj_scale;
+            gm_rmsnorm(proj, w->per_layer_projection_norm.data, P, c->rms_norm_eps, out);
+            gm_matrix_row(&w->embed_tokens_per_layer, ple_id, (int64_t)src * P, P, ple_row);
+            for (int i = 0; i < P; i++) out[i] = (out[i] + ple_row[i] * ple_scale) * input_scale;
+        }
+    }
+}
+
+static void embed(gm_decoder *d, const int32_t *ids, int T) {
+    const gm_text_weights *w = &d->model->w;
+    int H = d->H;
+    const float scale = sqrtf((float)H); /* float32 constant, as the goldens (see golden README) */
+    for (int t = 0; t < T; t++) {
+        float *x = d->x0 + (size_t)t * H;
+        gm_matrix_row(&w->embed_tokens, ids[t], 0, H, x);
+        for (int i = 0; i < H; i++) x[i] *= scale;
+    }
+    per_layer_inputs(d, ids, T);
+    /* AltUp stream 0 is the embedding; streams 1..K-1 are projections at its magnitude. */
+    for (int t = 0; t < T; t++) memcpy(STREAM(d, d->streams, 0, t), d->x0 + (size_t)t * H, sizeof(float) * H);
+    for (int k = 1; k < d->K; k++) {
+        matmul(d, &w->altup_projections[k - 1], H, H, d->x0, T, d->tmp_h);
+        for (int t = 0; t < T; t++) {
+            float *s = STREAM(d, d->streams, k, t);
+            memcpy(s, d->tmp_h + (size_t)t * H, sizeof(float) * H);
+            match_magnitude(s, H, gm_rms(d->x0 + (size_t)t * H, H));
+        }
+    }
+}
+
+/* ---- AltUp (Gemma3nTextAltUp) ---- */
+
+/* compute_router_modalities: tanh(router @ (RMSNorm(x; router_norm) / H)) -> [K]. */
+static void router_modalities(gm_decoder *d, const gm_layer_weights *lw, const float *x, float *out) {
+    const gm_text_config *c = &d->model->cfg;
+    float *xn = d->tmp_h; /* one row is enough: callers pass rows from other buffers */
+    gm_rmsnorm(x, lw->altup_router_norm.data, d->H, c->rms_norm_eps, xn);
+    const float scale = 1.0f / (float)d->H;
+    for (int i = 0; i < d->H; i++) xn[i] *= scale;
+    const float *router = lw->altup_modality_router.data; /* [K, H] f32 */
+    for (int k = 0; k < d->K; k++) out[k] = tanhf(gm_dot_f32(router + (size_t)k * d->H, xn, d->H));
+}
+
+/* predict: pred_j = s_j + sum_i P[K*j + i] * s_i with P = prediction_coefs @ m(s_active). */
+static void altup_predict(gm_decoder *d, const gm_layer_weights *lw, int T) {
+    int K = d->K, H = d->H, active = d->model->cfg.altup_active_idx;
+    const float *pc = lw->altup_prediction_coefs.data; /* [K*K, K] */
+    for (int t = 0; t < T; t++) {
+        float m[GM_MAX_ALTUP], coef[GM_MAX_ALTUP * GM_MAX_ALTUP];
+        router_modalities(d, lw, STREAM(d, d->streams, active, t), m);
+        for (int o = 0; o < K * K; o++) coef[o] = gm_dot_f32(pc + (size_t)o * K, m, K);
+        for (int j = 0; j < K; j++) {
+            float *out = STREAM(d, d->pred, j, t);
+            memcpy(out, STREAM(d, d->streams, j, t), sizeof(float) * H);
+            for (int i = 0; i < K; i++) {
+                const float *s = STREAM(d, d->streams, i, t);
+                float a = coef[K * j + i];
+                for (int h = 0; h < H; h++) out[h] += a * s[h];
+            }
+        }
+    }
+}
+
+/* correct: corr_j = pred_j + (correction_coefs @ m(out) + 1)_j * (out - pred_active), into streams. */
+static void altup_correct(gm_decoder *d, const gm_layer_weights *lw, const float *activated, int T) {
+    int K = d->K, H = d->H, active = d->model->cfg.altup_active_idx;
+    const float *cc = lw->altup_correction_coefs.data; /* [K, K] */
+    for (int t = 0; t < T; t++) {
+        const float *out = activated + (size_t)t * H, *pa = STREAM(d, d->pred, active, t);
+        float m[GM_MAX_ALTUP];
+        router_modalities(d, lw, out, m);
+        for (int j = 0; j < K; j++) {
+            float c = gm_dot_f32(cc + (size_t)j * K, m, K) + 1.0f;
+            const float *pj = STREAM(d, d->pred, j, t);
+            float *s = STREAM(d, d->streams, j, t);
+            for (int h = 0; h < H; h++) s[h] = pj[h] + c * (out[h] - pa[h]);
+        }
+    }
+}
+
+/* ---- attention (Gemma3nTextAttention) ---- */
+
+static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_plan_layer *pl = &d->plan.layers[p];
+    gm_kv_layer *kv = &d->kv[p];
+    matmul(d, &lw->k_proj, d->kv_dim, d->H, d->an, T, d->k);
+    matmul(d, &lw->v_proj, d->kv_dim, d->H, d->an, T, d->v);
+    for (int t = 0; t < T; t++) {
+        int64_t pos = pos0 + t;
+        float *kdst = kv->k + (size_t)(pos % kv->cap) * d->kv_dim;
+        float *vdst = kv->v + (size_t)(pos % kv->cap) * d->kv_dim;
+        for (int h = 0; h < d->nkv; h++) {
+            size_t o = (size_t)t * d->kv_dim + (size_t)h * d->hd;
+            gm_rmsnorm(d->k + o, lw->k_norm.data, d->hd, c->rms_norm_eps, kdst + h * d->hd);
+            gm_rope(kdst + h * d->hd, d->hd, pos, pl->rope_theta);
+            gm_rmsnorm(d->v + o, NULL, d->hd, c->rms_norm_eps, vdst + h * d->hd); /* v_norm: no weight */
+        }
+    }
+}
+
+/* One query head at absolute position `pos` over the cache of layer `src` (scaling 1.0, no softcap). */
+static void attend(gm_decoder *d, const gm_kv_layer *kv, bool sliding, const float *q, int kv_head,
+                   int64_t pos, float *out) {
+    int64_t lo = sliding ? GM_MAX(0, pos - d->model->cfg.sliding_window + 1) : 0;
+    int n = (int)(pos - lo + 1), hd = d->hd;
+    for (int j = 0; j < n; j++) {
+        const float *k = kv->k + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
+        d->scores[j] = gm_dot_f32(q, k, hd);
+    }
+    gm_softmax(d->scores, n);
+    memset(out, 0, sizeof(float) * hd);
+    for (int j = 0; j < n; j++) {
+        const float *v = kv->v + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
+        float a = d->scores[j];
+        for (int i = 0; i < hd; i++) out[i] += a * v[i];
+    }
+}
+
+/* attn [T, H] = RMSNorm(o_proj(attention(an)); post_attention_layernorm). */
+static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_plan_layer *pl = &d->plan.layers[p];
+    matmul(d, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
+    if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
+    const gm_kv_layer *kv = &d->kv[pl->kv_source];
+    int group = d->nh / d->nkv;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < d->nh; h++) {
+            float *q = d->q + (size_t)t * d->q_dim + (size_t)h * d->hd;
+            gm_rmsnorm(q, lw->q_norm.data, d->hd, c->rms_norm_eps, q);
+            gm_rope(q, d->hd, pos0 + t, pl->rope_theta);
+            attend(d, kv, pl->sliding, q, h / group, pos0 + t, d->att_out + (size_t)t * d->q_dim + (size_t)h * d->hd);
+        }
+    matmul(d, &lw->o_proj, d->H, d->q_dim, d->att_out, T, d->attn);
+    for (int t = 0; t < T; t++)
+        gm_rmsnorm(d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps, d->attn + (size_t)t * d->H);
+}
+
+/* ---- feed-forward (Gemma3nTextMLP) and LAuReL (Gemma3nTextLaurelBlock) ---- */
+
+/* laurel [T, H] = an + RMSNorm(linear_right(linear_left(an)); post_laurel_norm). */
+static void laurel(gm_decoder *d, const gm_layer_weights *lw, int T) {
+    const gm_text_config *c = &d->model->cfg;
+    matmul(d, &lw->laurel_left, d->r, d->H, d->an, T, d->low_rank);
+    matmul(d, &lw->laurel_right, d->H, d->r, d->low_rank, T, d->laurel);
+    for (int t = 0; t < T; t++) {
+        float *x = d->laurel + (size_t)t * d->H;
+        const float *a = d->an + (size_t)t * d->H;
+        gm_rmsnorm(x, lw->laurel_post_norm.data, d->H, c->rms_norm_eps, x);
+        for (int i = 0; i < d->H; i++) x[i] += a[i];
+    }
+}
+
+/* out [T, H] = down(gelu_tanh(sparsify(gate(x))) * up(x)) over the plan's FFN width. */
+static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *lw, const float *x, int T,
+                float *out) {
+    int F = pl->ffn_dim;
+    matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
+    matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
+    for (int t = 0; t < T; t++) {
+        float *g = d->gate + (size_t)t * F;
+        const float *u = d->up + (size_t)t * F;
+        if (pl->sparsity > 0) gm_gaussian_topk(g, F, pl->sparsity_std_multiplier);
+        gm_gelu_tanh(g, F);
+        for (int i = 0; i < F; i++) g[i] *= u[i];
+    }
+    matmul(d, &lw->down_proj, d->H, F, d->gate, T, out);
+}
+
+/* ---- one decoder layer (Gemma3nTextDecoderLayer.forward) ---- */
+
+static void per_layer_input_update(gm_decoder *d, int p, const gm_layer_weights *lw, int T) {
+    const gm_text_config *c = &d->model->cfg;
+    int H = d->H, P = d->P, active = c->altup_active_idx;
+    for (int t = 0; t < T; t++) {
+        float *f = d->tmp_h + (size_t)t * H;
+        const float *s = STREAM(d, d->streams, active, t);
+        for (int i = 0; i < H; i++)
+            f[i] = c->altup_correct_scale ? s[i] * lw->altup_correct_output_scale.data[i] : s[i];
+    }
+    matmul(d, &lw->per_layer_input_gate, P, H, d->tmp_h, T, d->low_rank);
+    for (int t = 0; t < T; t++) {
+        float *g = d->low_rank + (size_t)t * P;
+        const float *pli = d->pli + ((size_t)t * d->plan.n_layers + p) * P;
+        gm_gelu_tanh(g, P);
+        for (int i = 0; i < P; i++) g[i] *= pli[i];
+    }
+    matmul(d, &lw->per_layer_projection, H, P, d->low_rank, T, d->tmp_h);
+    for (int t = 0; t < T; t++) {
+        float *f = d->tmp_h + (size_t)t * H;
+        gm_rmsnorm(f, lw->post_per_layer_input_norm.data, H, c->rms_norm_eps, f);
+        for (int k = 1; k < d->K; k++) { /* upstream: corrected_predictions[1:] += ... */
+            float *s = STREAM(d, d->streams, k, t);
+            for (int i = 0; i < H; i++) s[i] += f[i];
+        }
+    }
+}
+
+static void layer_forward(gm_decoder *d, int p, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_plan_layer *pl = &d->plan.layers[p];
+    const gm_layer_weights *lw = &d->model->w.layers[pl->src];
+    int H = d->H;
+    const float inv_sqrt2 = 1.0f / sqrtf(2.0f);
+    altup_predict(d, lw, T);
+    for (int t = 0; t < T; t++)
+        gm_rmsnorm(STREAM(d, d->pred, c->altup_active_idx, t), lw->input_norm.data, H, c->rms_norm_eps,
+                   d->an + (size_t)t * H);
+    laurel(d, lw, T);
+    attention(d, p, lw, T, pos0);
+    for (int t = 0; t < T; t++) {
+        const float *pa = STREAM(d, d->pred, c->altup_active_idx, t);
+        float *al = d->al + (size_t)t * H, *x = d->tmp_h + (size_t)t * H;
+        const float *at = d->attn + (size_t)t * H, *la = d->laurel + (size_t)t * H;
+        for (int i = 0; i < H; i++) al[i] = ((pa[i] + at[i]) + la[i]) * inv_sqrt2;
+        gm_rmsnorm(al, lw->pre_ffw_norm.data, H, c->rms_norm_eps, x);
+    }
+    mlp(d, pl, lw, d->tmp_h, T, d->attn); /* attn buffer reused for the MLP output */
+    for (int t = 0; t < T; t++) {
+        float *m = d->attn + (size_t)t * H;
+        const float *al = d->al + (size_t)t * H;
+        gm_rmsnorm(m, lw->post_ffw_norm.data, H, c->rms_norm_eps, m);
+        for (int i = 0; i < H; i++) m[i] += al[i];
+    }
+    altup_correct(d, lw, d->attn, T);
+    per_layer_input_update(d, p, lw, T);
+}
+
+/* ---- output: AltUp un-embedding, mean, final norm, tied LM head, softcap ---- */
+
+static void final_hidden(gm_decoder *d, int t0, int T) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_text_weights *w = &d->model->w;
+    int H = d->H, n = T - t0;
+    for (int t = t0; t < T; t++) memcpy(d->hidden + (size_t)(t - t0) * H, STREAM(d, d->streams, 0, t), sizeof(float) * H);
+    for (int k = 1; k < d->K; k++) {
+        matmul(d, &w->altup_unembed_projections[k - 1], H, H, STREAM(d, d->streams, k, t0), n, d->tmp_h);
+        for (int t = 0; t < n; t++) {
+            float *u = d->tmp_h + (size_t)t * H;
+            match_magnitude(u, H, gm_rms(STREAM(d, d->streams, 0, t0 + t), H));
+            float *h = d->hidden + (size_t)t * H;
+            for (int i = 0; i < H; i++) h[i] += u[i];
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        float *h = d->hidden + (size_t)t * H;
+        for (int i = 0; i < H; i++) h[i] /= (float)d->K;
+        gm_rmsnorm(h, w->final_norm.data, H, c->rms_norm_eps, h);
+    }
+}
+
+void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0, float *logits, int first_logit_row) {
+    embed(d, ids, T);
+    for (int p = 0; p < d->plan.n_layers; p++) {
+        layer_forward(d, p, T, pos0);
+        if (d->observer) d->observer(d->observer_user, p, d->streams, T, d->max_batch);
+    }
+    if (first_logit_row >= T) return;
+    final_hidden(d, first_logit_row, T);
+    int n = T - first_logit_row;
+    matmul(d, &d->model->w.embed_tokens, d->V, d->H, d->hidden, n, logits);
+    float cap = d->model->cfg.final_logit_softcap;
+    if (cap > 0) gm_softcap(logits, (int64_t)n * d->V, cap);
+}
