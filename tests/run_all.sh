@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the default suite on a fresh Debian machine:
+#   1. installs the build dependencies (.ci/install-deps.sh),
+#   2. a Release build + ctest (C unit and golden tests, CLI, Python, Lua),
+#   3. an AddressSanitizer/UBSan build running the C unit and golden tests.
+# Long checks carry the ctest label "slow" and are excluded here; run them
+# with: ctest --test-dir build -L slow
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+.ci/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs" -LE slow
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGM_SANITIZE_ADDRESS=ON -DGM_BUILD_PYTHON=OFF -DGM_BUILD_LUA=OFF
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "unit|golden"
