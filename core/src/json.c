@@ -244,16 +244,19 @@ int gm_json_first(const gm_json *d, int c) {
 }
 
 int gm_json_next_elem(const gm_json *d, int c, int e) {
+    if (c < 0 || e < 0) return -1;
     int n = (int)d->tok[e].end;
     return n < (int)d->tok[c].end ? n : -1;
 }
 
 int gm_json_next_key(const gm_json *d, int c, int k) {
+    if (c < 0 || k < 0) return -1;
     int n = (int)d->tok[k + 1].end;
     return n < (int)d->tok[c].end ? n : -1;
 }
 
 bool gm_json_string_eq(const gm_json *d, int i, const char *s) {
+    if (i < 0) return false;
     const gm_json_token *t = &d->tok[i];
     if (t->type != GM_JSON_STRING) return false;
     size_t n = strlen(s);
@@ -298,8 +301,8 @@ static uint32_t hex4(const char *s) {
 }
 
 size_t gm_json_string_copy(const gm_json *d, int i, char *buf, size_t cap) {
+    if (i < 0 || d->tok[i].type != GM_JSON_STRING || cap == 0) return (size_t)-1;
     const gm_json_token *t = &d->tok[i];
-    if (t->type != GM_JSON_STRING || cap == 0) return (size_t)-1;
     const char *s = d->src + t->start;
     size_t n = t->len, o = 0;
     if (!t->has_escape) {

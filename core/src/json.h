@@ -52,8 +52,9 @@ GM_INTERNAL gm_status gm_json_parse(const char *src, size_t len, const char *wha
                                     gm_json *out, gm_error *err);
 GM_INTERNAL void gm_json_free(gm_json *doc);
 
+/* Type of token i; a missing value (i < 0, as gm_json_get returns) reads as null. */
 static inline gm_json_type gm_json_kind(const gm_json *d, int i) {
-    return (gm_json_type)d->tok[i].type;
+    return i < 0 ? GM_JSON_NULL : (gm_json_type)d->tok[i].type;
 }
 
 /*

