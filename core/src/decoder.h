@@ -8,6 +8,7 @@
 #ifndef GM_DECODER_H
 #define GM_DECODER_H
 
+#include "matmul.h"
 #include "model.h"
 
 /*
@@ -51,7 +52,7 @@ typedef struct gm_decoder {
     float *router;      /* [B, K] modalities */
     float *coefs;       /* [B, K*K] */
     float *hidden;      /* [B, H] final normed hidden states */
-    float *mm_scratch;  /* matmul widening scratch */
+    gm_matmul_ctx mm;   /* kernels, thread pool and scratch of the matrix products */
     gm_layer_observer observer;
     void *observer_user;
 } gm_decoder;

@@ -5,9 +5,6 @@
 
 #include <math.h>
 
-#ifdef GM_USE_BLAS
-#include <cblas.h>
-#endif
 
 void gm_rmsnorm(const float *x, const float *w, int n, float eps, float *out) {
     double ss = 0;
@@ -88,67 +85,4 @@ static const uint8_t *element_at(const gm_matrix *W, int64_t r, int64_t col) {
 
 void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float *out) {
     gm_to_f32(W->type, element_at(W, r, col0), out, (size_t)n);
-}
-
-/* Rows widened per GEMM block: big enough for BLAS efficiency, small enough for cache. */
-#define GM_GEMM_BLOCK_ROWS 64
-
-size_t gm_matmul_scratch_floats(int64_t cols) { return (size_t)GM_GEMM_BLOCK_ROWS * (size_t)cols; }
-
-/*
- * Quantized weights: the activation row is quantized to Q8_0 once (as
- * ggml's vec_dot_type), then each weight row is an integer block dot
- * product with f32 accumulation of the block scales.
- */
-static void matvec_quantized(const gm_matrix *W, int64_t out, int64_t in, const float *x, float *y, void *xq) {
-    gm_quantize_row_q8_0(x, xq, in);
-    for (int64_t r = 0; r < out; r++) {
-        const void *w = element_at(W, r, 0);
-        y[r] = W->type == GM_DTYPE_Q8_0 ? gm_vec_dot_q8_0_q8_0(w, xq, in) : gm_vec_dot_q4_0_q8_0(w, xq, in);
-    }
-}
-
-static void matvec_rows(const gm_matrix *W, int64_t out, int64_t in, const float *x, float *y, float *row) {
-    if (W->type == GM_DTYPE_Q8_0 || W->type == GM_DTYPE_Q4_0) {
-        matvec_quantized(W, out, in, x, y, row);
-        return;
-    }
-    if (W->type == GM_DTYPE_F32) {
-        const float *w = W->data;
-        for (int64_t r = 0; r < out; r++) y[r] = gm_dot_f32(w + r * W->row_stride, x, in);
-        return;
-    }
-    for (int64_t r = 0; r < out; r++) {
-        gm_matrix_row(W, r, 0, in, row);
-        y[r] = gm_dot_f32(row, x, in);
-    }
-}
-
-void gm_matmul(const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T, float *Y,
-               float *scratch) {
-#ifdef GM_USE_BLAS
-    if (T >= GM_GEMM_MIN_BATCH) {
-        if (W->type == GM_DTYPE_F32) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, (int)in, 1.0f, X, (int)in,
-                        W->data, (int)W->row_stride, 0.0f, Y, (int)out);
-            return;
-        }
-        for (int64_t r0 = 0; r0 < out; r0 += GM_GEMM_BLOCK_ROWS) {
-            int64_t nr = GM_MIN(GM_GEMM_BLOCK_ROWS, out - r0);
-            for (int64_t r = 0; r < nr; r++) gm_matrix_row(W, r0 + r, 0, in, scratch + r * in);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)in, 1.0f, X, (int)in,
-                        scratch, (int)in, 0.0f, Y + r0, (int)out);
-        }
-        return;
-    }
-#endif
-    if (W->type == GM_DTYPE_F32 || T == 1 || gm_dtype_block(W->type) > 1) {
-        for (int64_t t = 0; t < T; t++) matvec_rows(W, out, in, X + t * in, Y + t * out, scratch);
-        return;
-    }
-    /* widen each row once and reuse it for every token of the batch */
-    for (int64_t r = 0; r < out; r++) {
-        gm_matrix_row(W, r, 0, in, scratch);
-        for (int64_t t = 0; t < T; t++) Y[t * out + r] = gm_dot_f32(scratch, X + t * in, in);
-    }
 }

@@ -41,19 +41,6 @@ GM_INTERNAL void gm_softcap(float *x, int64_t n, float cap);
 
 GM_INTERNAL float gm_dot_f32(const float *a, const float *b, int64_t n);
 
-/*
- * Y[T, out] = X[T, in] @ W[0:out, 0:in]^T for a weight stored [rows, cols]
- * (only the leading `out` rows and `in` columns are used: MatFormer FFN
- * prefixes). Batches of >= GM_GEMM_MIN_BATCH rows go to OpenBLAS sgemm
- * (BF16/F16 weights widened block by block into `scratch`); smaller ones
- * use row dot products. `scratch` must hold gm_matmul_scratch_floats(W)
- * floats.
- */
-#define GM_GEMM_MIN_BATCH 4
-GM_INTERNAL void gm_matmul(const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
-                           float *Y, float *scratch);
-GM_INTERNAL size_t gm_matmul_scratch_floats(int64_t cols);
-
 /* Row `r` of W widened to f32 (embedding lookups). */
 GM_INTERNAL void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float *out);
 

@@ -71,23 +71,25 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
     d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->router = alloc_floats(B * (size_t)d->K, &ok);
     d->coefs = alloc_floats(B * (size_t)d->K * d->K, &ok);
-    d->mm_scratch = alloc_floats(gm_matmul_scratch_floats(max_cols), &ok);
     if (ok) alloc_kv(d, &ok);
     if (!ok) {
         gm_decoder_free(d);
         return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache and buffers (n_ctx %d)", n_ctx);
     }
-    return GM_OK;
+    gm_status st = gm_matmul_init(&d->mm, max_cols, m->params.n_threads, err);
+    if (st != GM_OK) gm_decoder_free(d);
+    return st;
 }
 
 void gm_decoder_free(gm_decoder *d) {
     float **bufs[] = {&d->x0, &d->streams, &d->pred, &d->ple_proj, &d->pli, &d->an, &d->laurel, &d->attn,
                       &d->al, &d->tmp_h, &d->hidden, &d->low_rank, &d->q, &d->att_out, &d->k, &d->v,
-                      &d->scores, &d->gate, &d->up, &d->router, &d->coefs, &d->mm_scratch};
+                      &d->scores, &d->gate, &d->up, &d->router, &d->coefs};
     for (size_t i = 0; i < GM_ARRAY_LEN(bufs); i++) {
         gm_aligned_free(*bufs[i]);
         *bufs[i] = NULL;
     }
+    gm_matmul_free(&d->mm);
     for (int p = 0; p < GM_MAX_LAYERS; p++) {
         gm_aligned_free(d->kv[p].k);
         gm_aligned_free(d->kv[p].v);
@@ -106,7 +108,7 @@ int64_t gm_decoder_rewind_limit(const gm_decoder *d) {
 /* ---- helpers ---- */
 
 static void matmul(gm_decoder *d, const gm_matrix *W, int64_t out, int64_t in, const float *X, int T, float *Y) {
-    gm_matmul(W, out, in, X, T, Y, d->mm_scratch);
+    gm_matmul(&d->mm, W, out, in, X, T, Y);
 }
 
 /* Scales rows of `x` [T, H] to the RMS `target[t]` (new mean-square floored at 1e-5, as upstream). */

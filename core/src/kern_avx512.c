@@ -1,0 +1,627 @@
+/*
+ * kern_avx512.c - the AVX-512 kernel tables (see kernels.h):
+ *   avx512       F + BW + VL + DQ (with AVX2, FMA, F16C)
+ *   avx512_vnni  + VNNI: the int8 block dots use vpdpbusd
+ *   avx512_bf16  + AVX512_BF16: the bf16 x bf16 dots use vdpbf16ps
+ *
+ * The three tables share every function except the int8 / bf16 dot
+ * primitives. Those two instructions are emitted with inline asm inside
+ * always-inline helpers whose `vnni` / `bf16dp` argument is a constant at
+ * each call site, so one source body serves both the plain and the
+ * extended table, the compiler drops the unused branch, and no function
+ * compiled for the plain table needs the extension's target flag (GCC
+ * refuses to inline an intrinsic of a wider target). The asm instruction
+ * only ever executes in the table dispatch hands out when CPUID says so.
+ *
+ * Tails use masked loads and stores (they never touch memory past n, and do
+ * not fault on it), so there is no scalar tail in this file. The per-row
+ * summation layout (kern_avx2.c explains it): two 16-lane accumulators over
+ * 32 columns a step, then a 16-column step, then one masked step; rows done
+ * 4 at a time and 1 at a time run the same per-row operations.
+ */
+#include "kernels.h"
+#include "quant.h"
+
+#include <math.h>
+
+/* Exact-match kernels must not fuse a*b+c: GCC keeps products and sums apart
+ * under -std=c11 (-ffp-contract=off); clang needs to be told. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#if defined(GM_KERN_X86)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+/* The per-row loops (nr <= 4) must become straight code so the accumulators stay in registers. */
+#define UNROLL _Pragma("GCC unroll 4")
+
+/* ---- helpers ---- */
+
+INLINE __mmask16 mask16(int64_t m) { return (__mmask16)((1u << m) - 1); }           /* m <= 16 */
+INLINE __mmask32 mask32(int64_t m) { return (__mmask32)((m >= 32 ? 0u : (1u << m)) - 1); } /* m <= 32 */
+
+
+/* ---- float GEMV / dot: weights f32, bf16 or f16, activations f32 ---- */
+
+enum { W_F32, W_BF16, W_F16 };
+
+INLINE const void *w_at(const void *w, int64_t i, int type) {
+    return (const char *)w + i * (type == W_F32 ? 4 : 2);
+}
+
+INLINE __m512 widen_w16(__m256i h, int type) {
+    if (type == W_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* bf16 */
+}
+
+INLINE __m512 load_w16(const void *w, int64_t i, int type) {
+    if (type == W_F32) return _mm512_loadu_ps((const float *)w + i);
+    return widen_w16(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i)), type);
+}
+
+INLINE __m512 maskload_w16(const void *w, int64_t i, __mmask16 m, int type) {
+    if (type == W_F32) return _mm512_maskz_loadu_ps(m, (const float *)w + i);
+    return widen_w16(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i), type);
+}
+
+INLINE void gemv_rows(const void *W, int64_t ld, const float *x, int64_t n, float *y, int64_t r, int nr,
+                      int type) {
+    const void *w[4];
+    __m512 acc0[4], acc1[4];
+    UNROLL for (int k = 0; k < nr; k++) {
+        w[k] = w_at(W, (r + k) * ld, type);
+        acc0[k] = acc1[k] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+        UNROLL for (int k = 0; k < nr; k++) {
+            acc0[k] = _mm512_fmadd_ps(load_w16(w[k], i, type), x0, acc0[k]);
+            acc1[k] = _mm512_fmadd_ps(load_w16(w[k], i + 16, type), x1, acc1[k]);
+        }
+    }
+    if (i + 16 <= n) {
+        const __m512 x0 = _mm512_loadu_ps(x + i);
+        UNROLL for (int k = 0; k < nr; k++) acc0[k] = _mm512_fmadd_ps(load_w16(w[k], i, type), x0, acc0[k]);
+        i += 16;
+    }
+    if (i < n) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);
+        UNROLL for (int k = 0; k < nr; k++) acc1[k] = _mm512_fmadd_ps(maskload_w16(w[k], i, m, type), x0, acc1[k]);
+    }
+    UNROLL for (int k = 0; k < nr; k++) y[r + k] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[k], acc1[k]));
+}
+
+INLINE void gemv_any(const void *W, int64_t ld, const float *x, int64_t n, float *y, int64_t r0,
+                     int64_t r1, int type) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) gemv_rows(W, ld, x, n, y, r, 4, type);
+    for (; r < r1; r++) gemv_rows(W, ld, x, n, y, r, 1, type);
+}
+
+static void avx512_gemv_f32(const float *W, int64_t ld, const float *x, int64_t n, float *y, int64_t r0,
+                            int64_t r1) {
+    gemv_any(W, ld, x, n, y, r0, r1, W_F32);
+}
+static void avx512_gemv_bf16(const uint16_t *W, int64_t ld, const float *x, int64_t n, float *y,
+                             int64_t r0, int64_t r1) {
+    gemv_any(W, ld, x, n, y, r0, r1, W_BF16);
+}
+static void avx512_gemv_f16(const uint16_t *W, int64_t ld, const float *x, int64_t n, float *y, int64_t r0,
+                            int64_t r1) {
+    gemv_any(W, ld, x, n, y, r0, r1, W_F16);
+}
+
+static float avx512_dot_f32(const float *a, const float *b, int64_t n) {
+    float y;
+    gemv_rows(a, 0, b, n, &y, 0, 1, W_F32);
+    return y;
+}
+static float avx512_dot_bf16_f32(const uint16_t *w, const float *x, int64_t n) {
+    float y;
+    gemv_rows(w, 0, x, n, &y, 0, 1, W_BF16);
+    return y;
+}
+static float avx512_dot_f16_f32(const uint16_t *w, const float *x, int64_t n) {
+    float y;
+    gemv_rows(w, 0, x, n, &y, 0, 1, W_F16);
+    return y;
+}
+
+/* ---- bf16 x bf16 ---- */
+
+/* acc + per lane i: w[2i] x[2i] + w[2i+1] x[2i+1] (vdpbf16ps: products exact,
+ * bf16 subnormals read as 0), for 32 bf16 pairs. */
+INLINE __m512 bf16_dot(__m512 acc, __m512i w, __m512i x) {
+    __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+    return acc;
+}
+
+INLINE __m512 widen_bf16(__m256i h) { return widen_w16(h, W_BF16); }
+
+/*
+ * bf16dp: 64 columns a step in two vdpbf16ps accumulators, then 32, then a
+ * masked step. Otherwise both sides are widened to f32 as in gemv_rows.
+ */
+INLINE void gemv_bb_rows(const uint16_t *W, int64_t ld, const uint16_t *x, int64_t n, float *y, int64_t r,
+                         int nr, const int bf16dp) {
+    const uint16_t *w[4];
+    __m512 acc0[4], acc1[4];
+    UNROLL for (int k = 0; k < nr; k++) {
+        w[k] = W + (r + k) * ld;
+        acc0[k] = acc1[k] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    if (bf16dp) {
+        for (; i + 64 <= n; i += 64) {
+            const __m512i x0 = _mm512_loadu_si512(x + i), x1 = _mm512_loadu_si512(x + i + 32);
+            UNROLL for (int k = 0; k < nr; k++) {
+                acc0[k] = bf16_dot(acc0[k], _mm512_loadu_si512(w[k] + i), x0);
+                acc1[k] = bf16_dot(acc1[k], _mm512_loadu_si512(w[k] + i + 32), x1);
+            }
+        }
+        if (i + 32 <= n) {
+            const __m512i x0 = _mm512_loadu_si512(x + i);
+            UNROLL for (int k = 0; k < nr; k++) acc0[k] = bf16_dot(acc0[k], _mm512_loadu_si512(w[k] + i), x0);
+            i += 32;
+        }
+        if (i < n) {
+            const __mmask32 m = mask32(n - i);
+            const __m512i x0 = _mm512_maskz_loadu_epi16(m, x + i);
+            UNROLL for (int k = 0; k < nr; k++) acc1[k] = bf16_dot(acc1[k], _mm512_maskz_loadu_epi16(m, w[k] + i), x0);
+        }
+    } else {
+        for (; i + 32 <= n; i += 32) {
+            const __m512 x0 = widen_bf16(_mm256_loadu_si256((const __m256i *)(x + i)));
+            const __m512 x1 = widen_bf16(_mm256_loadu_si256((const __m256i *)(x + i + 16)));
+            UNROLL for (int k = 0; k < nr; k++) {
+                acc0[k] = _mm512_fmadd_ps(widen_bf16(_mm256_loadu_si256((const __m256i *)(w[k] + i))), x0, acc0[k]);
+                acc1[k] = _mm512_fmadd_ps(widen_bf16(_mm256_loadu_si256((const __m256i *)(w[k] + i + 16))), x1,
+                                          acc1[k]);
+            }
+        }
+        if (i + 16 <= n) {
+            const __m512 x0 = widen_bf16(_mm256_loadu_si256((const __m256i *)(x + i)));
+            UNROLL for (int k = 0; k < nr; k++)
+                acc0[k] = _mm512_fmadd_ps(widen_bf16(_mm256_loadu_si256((const __m256i *)(w[k] + i))), x0, acc0[k]);
+            i += 16;
+        }
+        if (i < n) {
+            const __mmask16 m = mask16(n - i);
+            const __m512 x0 = widen_bf16(_mm256_maskz_loadu_epi16(m, x + i));
+            UNROLL for (int k = 0; k < nr; k++)
+                acc1[k] = _mm512_fmadd_ps(widen_bf16(_mm256_maskz_loadu_epi16(m, w[k] + i)), x0, acc1[k]);
+        }
+    }
+    UNROLL for (int k = 0; k < nr; k++) y[r + k] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[k], acc1[k]));
+}
+
+INLINE void gemv_bb_any(const uint16_t *W, int64_t ld, const uint16_t *x, int64_t n, float *y, int64_t r0,
+                        int64_t r1, const int bf16dp) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) gemv_bb_rows(W, ld, x, n, y, r, 4, bf16dp);
+    for (; r < r1; r++) gemv_bb_rows(W, ld, x, n, y, r, 1, bf16dp);
+}
+
+static void avx512_gemv_bf16_bf16(const uint16_t *W, int64_t ld, const uint16_t *x, int64_t n, float *y,
+                                  int64_t r0, int64_t r1) {
+    gemv_bb_any(W, ld, x, n, y, r0, r1, 0);
+}
+static void bf16_gemv_bf16_bf16(const uint16_t *W, int64_t ld, const uint16_t *x, int64_t n, float *y,
+                                int64_t r0, int64_t r1) {
+    gemv_bb_any(W, ld, x, n, y, r0, r1, 1);
+}
+static float avx512_dot_bf16_bf16(const uint16_t *w, const uint16_t *x, int64_t n) {
+    float y;
+    gemv_bb_rows(w, 0, x, n, &y, 0, 1, 0);
+    return y;
+}
+static float bf16_dot_bf16_bf16(const uint16_t *w, const uint16_t *x, int64_t n) {
+    float y;
+    gemv_bb_rows(w, 0, x, n, &y, 0, 1, 1);
+    return y;
+}
+
+/* ---- quantized: Q8_0 / Q4_0 weights x Q8_0 activations, two blocks per register ---- */
+
+/*
+ * Per 32-bit lane, the sum of 4 products u8 * s8: vpdpbusd (VNNI, no
+ * intermediate saturation) or vpmaddubsw + vpmaddwd (saturates pairs at
+ * int16, which the callers' operand ranges never reach: see kern_avx2.c).
+ * Both group the same 4 bytes per lane, so both tables give the same bits.
+ */
+INLINE __m512i i8_dot(__m512i u, __m512i s, const int vnni) {
+    if (vnni) {
+        __m512i acc = _mm512_setzero_si512();
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+        return acc;
+    }
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+}
+
+/* 32 bytes from p0 in the low half, from p1 (or zeros) in the high half. */
+INLINE __m512i load_2x32(const int8_t *p0, const int8_t *p1) {
+    const __m512i lo = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p0));
+    return p1 ? _mm512_inserti64x4(lo, _mm256_loadu_si256((const __m256i *)p1), 1) : lo;
+}
+
+/* Two binary16 scales as f32 in lanes 0 and 1 (lanes 2, 3 zero). */
+INLINE __m128 scales2(uint16_t d0, uint16_t d1) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16)));
+}
+
+/* d_b in lanes 0..7, d_{b+1} in lanes 8..15. */
+INLINE __m512 spread2(__m128 d) {
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d));
+}
+
+/* Blocks b and b+1 (b+1 only if two) of nr Q8_0 rows into acc. */
+INLINE void q8_pair(const gm_block_q8_0 *const *w, const gm_block_q8_0 *x, int64_t b, int two, int nr,
+                    __m512 *acc, const int vnni) {
+    const __m512i qx = load_2x32(x[b].qs, two ? x[b + 1].qs : NULL);
+    const __m128 dx = scales2(x[b].d, two ? x[b + 1].d : 0);
+    UNROLL for (int k = 0; k < nr; k++) {
+        const __m512i qw = load_2x32(w[k][b].qs, two ? w[k][b + 1].qs : NULL);
+        /* |w| . (x with w's sign): 0 - x where w < 0 */
+        const __m512i sx = _mm512_mask_sub_epi8(qx, _mm512_movepi8_mask(qw), _mm512_setzero_si512(), qx);
+        const __m512i sumi = i8_dot(_mm512_abs_epi8(qw), sx, vnni);
+        const __m512 d = spread2(_mm_mul_ps(scales2(w[k][b].d, two ? w[k][b + 1].d : 0), dx));
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), d, acc[k]);
+    }
+}
+
+INLINE void gemv_q8_rows(const gm_block_q8_0 *W, int64_t nbl, const gm_block_q8_0 *x, int64_t nb, float *y,
+                         int64_t r, int nr, const int vnni) {
+    const gm_block_q8_0 *w[4];
+    __m512 acc[4];
+    UNROLL for (int k = 0; k < nr; k++) {
+        w[k] = W + (r + k) * nbl;
+        acc[k] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) q8_pair(w, x, b, 1, nr, acc, vnni);
+    if (b < nb) q8_pair(w, x, b, 0, nr, acc, vnni);
+    UNROLL for (int k = 0; k < nr; k++) y[r + k] = _mm512_reduce_add_ps(acc[k]);
+}
+
+/* The 32 nibbles of Q4_0 blocks b and b+1 (or zeros) as bytes 0..15, in x's element order. */
+INLINE __m512i q4_nibbles_2(const gm_block_q4_0 *w, int64_t b, int two) {
+    const __m128i q0 = _mm_loadu_si128((const __m128i *)w[b].qs);
+    const __m128i q1 = two ? _mm_loadu_si128((const __m128i *)w[b + 1].qs) : _mm_setzero_si128();
+    const __m256i q01 = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(q01), _mm256_srli_epi16(q01, 4), 1);
+    /* v = [q0 | q1 | q0>>4 | q1>>4] -> [q0 | q0>>4 | q1 | q1>>4] (low nibbles = elements 0..15) */
+    const __m512i ordered = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(ordered, _mm512_set1_epi8(0x0F));
+}
+
+/* sum (q - 8) x = q . x - 8 sum(x), the last term once per block pair for all rows. */
+INLINE void q4_pair(const gm_block_q4_0 *const *w, const gm_block_q8_0 *x, int64_t b, int two, int nr,
+                    __m512 *acc, const int vnni) {
+    const __m512i qx = load_2x32(x[b].qs, two ? x[b + 1].qs : NULL);
+    const __m512i sx8 = _mm512_slli_epi32(i8_dot(_mm512_set1_epi8(1), qx, vnni), 3);
+    const __m128 dx = scales2(x[b].d, two ? x[b + 1].d : 0);
+    UNROLL for (int k = 0; k < nr; k++) {
+        const __m512i sumi = _mm512_sub_epi32(i8_dot(q4_nibbles_2(w[k], b, two), qx, vnni), sx8);
+        const __m512 d = spread2(_mm_mul_ps(scales2(w[k][b].d, two ? w[k][b + 1].d : 0), dx));
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), d, acc[k]);
+    }
+}
+
+INLINE void gemv_q4_rows(const gm_block_q4_0 *W, int64_t nbl, const gm_block_q8_0 *x, int64_t nb, float *y,
+                         int64_t r, int nr, const int vnni) {
+    const gm_block_q4_0 *w[4];
+    __m512 acc[4];
+    UNROLL for (int k = 0; k < nr; k++) {
+        w[k] = W + (r + k) * nbl;
+        acc[k] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) q4_pair(w, x, b, 1, nr, acc, vnni);
+    if (b < nb) q4_pair(w, x, b, 0, nr, acc, vnni);
+    UNROLL for (int k = 0; k < nr; k++) y[r + k] = _mm512_reduce_add_ps(acc[k]);
+}
+
+INLINE void gemv_q8_any(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0, int64_t r1,
+                        const int vnni) {
+    const int64_t nbl = ld / GM_QK8_0, nb = n / GM_QK8_0;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) gemv_q8_rows(W, nbl, x, nb, y, r, 4, vnni);
+    for (; r < r1; r++) gemv_q8_rows(W, nbl, x, nb, y, r, 1, vnni);
+}
+
+INLINE void gemv_q4_any(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0, int64_t r1,
+                        const int vnni) {
+    const int64_t nbl = ld / GM_QK4_0, nb = n / GM_QK4_0;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) gemv_q4_rows(W, nbl, x, nb, y, r, 4, vnni);
+    for (; r < r1; r++) gemv_q4_rows(W, nbl, x, nb, y, r, 1, vnni);
+}
+
+static void avx512_gemv_q8_0(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0,
+                             int64_t r1) {
+    gemv_q8_any(W, ld, x, n, y, r0, r1, 0);
+}
+static void vnni_gemv_q8_0(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0,
+                           int64_t r1) {
+    gemv_q8_any(W, ld, x, n, y, r0, r1, 1);
+}
+static void avx512_gemv_q4_0(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0,
+                             int64_t r1) {
+    gemv_q4_any(W, ld, x, n, y, r0, r1, 0);
+}
+static void vnni_gemv_q4_0(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0,
+                           int64_t r1) {
+    gemv_q4_any(W, ld, x, n, y, r0, r1, 1);
+}
+static float avx512_dot_q8_0_q8_0(const void *w, const void *x, int64_t n) {
+    float y;
+    gemv_q8_rows(w, 0, x, n / GM_QK8_0, &y, 0, 1, 0);
+    return y;
+}
+static float vnni_dot_q8_0_q8_0(const void *w, const void *x, int64_t n) {
+    float y;
+    gemv_q8_rows(w, 0, x, n / GM_QK8_0, &y, 0, 1, 1);
+    return y;
+}
+static float avx512_dot_q4_0_q8_0(const void *w, const void *x, int64_t n) {
+    float y;
+    gemv_q4_rows(w, 0, x, n / GM_QK4_0, &y, 0, 1, 0);
+    return y;
+}
+static float vnni_dot_q4_0_q8_0(const void *w, const void *x, int64_t n) {
+    float y;
+    gemv_q4_rows(w, 0, x, n / GM_QK4_0, &y, 0, 1, 1);
+    return y;
+}
+
+/* ---- activation conversion ---- */
+
+/* roundf (halves away from zero) for |v| < 2^23: trunc, +-1 if |fraction| >= 1/2 (exact). */
+INLINE __m512 round_away(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    const __m512 one = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, one);
+}
+
+/* Same bytes as gm_quantize_row_q8_0 (quant.c), non-finite input included. */
+static void avx512_quantize_row_q8_0(const float *x, void *blocks, int64_t n) {
+    gm_block_q8_0 *y = blocks;
+    for (int64_t b = 0; b < n / GM_QK8_0; b++, x += GM_QK8_0) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        /* NaN lanes lose against the running max (the second operand), as in quant.c */
+        const __m512 amax = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+        const float d = _mm512_reduce_max_ps(amax) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m512 vid = _mm512_set1_ps(id), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+        for (int j = 0; j < 2; j++) {
+            const __m512 s = _mm512_mul_ps(j ? v1 : v0, vid);
+            __m512 r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, s, _CMP_ORD_Q), round_away(s)); /* NaN -> 0 */
+            r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * j), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(r)));
+        }
+    }
+}
+
+/* Round to nearest even into the high half; NaN quieted (gm_f32_to_bf16). */
+INLINE __m256i f32x16_to_bf16(__m512 v) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i h = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+    const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    h = _mm512_mask_mov_epi32(h, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), quiet);
+    return _mm512_cvtepi32_epi16(h);
+}
+
+static void avx512_f32_to_bf16(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(y + i), f32x16_to_bf16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = mask16(n - i);
+        _mm256_mask_storeu_epi16(y + i, m, f32x16_to_bf16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+/* ---- elementwise: same operations as kern_ref.c, so the same bits ---- */
+
+/* Runs `body` (which reads v = x[i..i+16) and may use mask m) over n elements,
+ * the last step masked. */
+#define FOR_EACH_16(n, body)                                                          \
+    do {                                                                              \
+        int64_t i = 0;                                                                \
+        __mmask16 m = 0xFFFF;                                                         \
+        for (; i + 16 <= (n); i += 16) { body; }                                      \
+        if (i < (n)) {                                                                \
+            m = mask16((n) - i);                                                      \
+            body;                                                                     \
+        }                                                                             \
+    } while (0)
+
+static void avx512_axpy(float a, const float *x, float *y, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
+                                                                _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)))));
+}
+
+static void avx512_scale(float a, float *x, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), va)));
+}
+
+static void avx512_mul(const float *x, const float *w, float *y, int64_t n) {
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i),
+                                                                _mm512_maskz_loadu_ps(m, w + i))));
+}
+
+static float avx512_sumsq(const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        a0 = _mm512_fmadd_ps(v0, v0, a0);
+        a1 = _mm512_fmadd_ps(v1, v1, a1);
+    }
+    for (; i < n; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(mask16(GM_MIN(16, n - i)), x + i);
+        a0 = _mm512_fmadd_ps(v, v, a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+static float avx512_max_f32(const float *x, int64_t n) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf;
+    /* masked-off lanes load -inf; NaN in x loses against the running max */
+    FOR_EACH_16(n, mx = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, m, x + i), mx));
+    return _mm512_reduce_max_ps(mx);
+}
+
+/* ---- exp / tanh: the algorithms and error analysis of kern_avx2.c's exp8 / tanh8 ---- */
+
+INLINE __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n); /* p * 2^n with one rounding, like the AVX2 two-step scaling */
+}
+
+INLINE __m512 tanh16(__m512 x) {
+    const __m512 a = _mm512_abs_ps(x);
+    const __m512 x2 = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_set1_ps(5.90027440945585e-4f);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.45583438705132e-3f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(3.59212803657248e-3f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-8.86323552990220e-3f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.18694885361552e-2f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-5.39682539682540e-2f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(1.33333333333333e-1f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-3.33333333333333e-1f));
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(a, x2), p, a);
+    const __m512 a2 = _mm512_min_ps(_mm512_set1_ps(20.0f), _mm512_add_ps(a, a));
+    const __m512 q = _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(exp16(a2), _mm512_set1_ps(1.0f)));
+    const __m512 large = _mm512_sub_ps(_mm512_set1_ps(1.0f), q);
+    const __m512 t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(0.55f), _CMP_LT_OQ), large, small);
+    return _mm512_or_ps(t, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
+}
+
+INLINE __m512 gelu16(__m512 v) {
+    const __m512 cube = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), v), v);
+    const __m512 z = _mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f), _mm512_add_ps(v, cube));
+    const __m512 t = tanh16(z);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), t));
+}
+
+static void avx512_tanh_f32(float *x, int64_t n) {
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(x + i, m, tanh16(_mm512_maskz_loadu_ps(m, x + i))));
+}
+
+static void avx512_gelu_tanh(float *x, int64_t n) {
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(x + i, m, gelu16(_mm512_maskz_loadu_ps(m, x + i))));
+}
+
+static void avx512_softcap(float *x, int64_t n, float cap) {
+    const __m512 c = _mm512_set1_ps(cap);
+    FOR_EACH_16(n, _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(c, tanh16(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), c)))));
+}
+
+static float avx512_exp_sum(float *x, int64_t n, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512 acc = _mm512_setzero_ps();
+    FOR_EACH_16(n, {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        acc = _mm512_mask_add_ps(acc, m, acc, e);
+    });
+    return _mm512_reduce_add_ps(acc);
+}
+
+#undef FOR_EACH_16
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+/* The three tables: everything shared but the int8 and bf16 dot primitives. */
+#define AVX512_COMMON                                   \
+    .dot_f32 = avx512_dot_f32,                          \
+    .dot_bf16_f32 = avx512_dot_bf16_f32,                \
+    .dot_f16_f32 = avx512_dot_f16_f32,                  \
+    .gemv_f32 = avx512_gemv_f32,                        \
+    .gemv_bf16 = avx512_gemv_bf16,                      \
+    .gemv_f16 = avx512_gemv_f16,                        \
+    .quantize_row_q8_0 = avx512_quantize_row_q8_0,      \
+    .f32_to_bf16 = avx512_f32_to_bf16,                  \
+    .axpy = avx512_axpy,                                \
+    .scale = avx512_scale,                              \
+    .mul = avx512_mul,                                  \
+    .sumsq = avx512_sumsq,                              \
+    .max_f32 = avx512_max_f32,                          \
+    .exp_sum = avx512_exp_sum,                          \
+    .tanh_f32 = avx512_tanh_f32,                        \
+    .gelu_tanh = avx512_gelu_tanh,                      \
+    .softcap = avx512_softcap
+
+const gm_kernels gm_kernels_avx512 = {
+    .name = "avx512",
+    AVX512_COMMON,
+    .dot_bf16_bf16 = avx512_dot_bf16_bf16,
+    .gemv_bf16_bf16 = avx512_gemv_bf16_bf16,
+    .dot_q8_0_q8_0 = avx512_dot_q8_0_q8_0,
+    .dot_q4_0_q8_0 = avx512_dot_q4_0_q8_0,
+    .gemv_q8_0 = avx512_gemv_q8_0,
+    .gemv_q4_0 = avx512_gemv_q4_0,
+};
+
+const gm_kernels gm_kernels_avx512_vnni = {
+    .name = "avx512_vnni",
+    AVX512_COMMON,
+    .dot_bf16_bf16 = avx512_dot_bf16_bf16,
+    .gemv_bf16_bf16 = avx512_gemv_bf16_bf16,
+    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
+    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
+    .gemv_q8_0 = vnni_gemv_q8_0,
+    .gemv_q4_0 = vnni_gemv_q4_0,
+};
+
+const gm_kernels gm_kernels_avx512_bf16 = {
+    .name = "avx512_bf16",
+    AVX512_COMMON,
+    .dot_bf16_bf16 = bf16_dot_bf16_bf16,
+    .gemv_bf16_bf16 = bf16_gemv_bf16_bf16,
+    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
+    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
+    .gemv_q8_0 = vnni_gemv_q8_0,
+    .gemv_q4_0 = vnni_gemv_q4_0,
+};
+
+#undef AVX512_COMMON
+
+#else
+typedef int gm_kern_avx512_unused; /* not an x86 build: the file is empty */
+#endif

@@ -1,0 +1,115 @@
+/* matmul.c - see matmul.h. */
+#include "matmul.h"
+
+#include "ops.h"
+#include "quant.h"
+
+#ifdef GM_USE_BLAS
+#include <cblas.h>
+#endif
+
+/* Rows widened per sgemm block: big enough for BLAS efficiency, small enough for cache. */
+#define GM_GEMM_BLOCK_ROWS 512
+/* Below this many multiply-adds a GEMV runs on the calling thread (pool wake-up costs more). */
+#define GM_GEMV_PARALLEL_MIN (1 << 15)
+
+gm_status gm_matmul_init(gm_matmul_ctx *c, int64_t max_cols, int n_threads, gm_error *err) {
+    memset(c, 0, sizeof *c);
+    c->k = gm_kern();
+    c->max_cols = max_cols;
+    size_t widen_bytes;
+    if (!gm_mul_size((size_t)GM_GEMM_BLOCK_ROWS * sizeof(float), (size_t)max_cols, &widen_bytes))
+        return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "matrix too wide (%lld columns)", (long long)max_cols);
+    c->widen = gm_aligned_alloc(widen_bytes);
+    c->xq = gm_aligned_alloc((size_t)(max_cols / 32 + 1) * sizeof(gm_block_q8_0));
+    if (n_threads <= 0) n_threads = gm_cpu_count();
+    if (n_threads > 1) c->pool = gm_pool_create(n_threads);
+    if (!c->widen || !c->xq || (n_threads > 1 && !c->pool)) {
+        gm_matmul_free(c);
+        return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory (matmul scratch / %d threads)", n_threads);
+    }
+    return GM_OK;
+}
+
+void gm_matmul_free(gm_matmul_ctx *c) {
+    gm_pool_free(c->pool);
+    gm_aligned_free(c->widen);
+    gm_aligned_free(c->xq);
+    memset(c, 0, sizeof *c);
+}
+
+static gm_kern_wtype kernel_type(gm_dtype t) {
+    switch (t) {
+    case GM_DTYPE_BF16: return GM_KERN_BF16;
+    case GM_DTYPE_F16: return GM_KERN_F16;
+    case GM_DTYPE_Q8_0: return GM_KERN_Q8_0;
+    case GM_DTYPE_Q4_0: return GM_KERN_Q4_0;
+    default: return GM_KERN_F32;
+    }
+}
+
+/* y = W[0:out, 0:in] x, rows split over the pool (kernels.h's threaded GEMV). */
+static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *x, float *y) {
+    gm_kern_gemv_job job = {c->k, kernel_type(W->type), W->data, W->row_stride, x, in, y, out, 0};
+    if (gm_dtype_block(W->type) > 1) {
+        c->k->quantize_row_q8_0(x, c->xq, in); /* ggml's vec_dot_type for Q8_0 / Q4_0 weights */
+        job.x = c->xq;
+    }
+    int threads = out * in < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
+    int n_tasks = gm_kern_gemv_plan(&job, threads);
+    if (threads == 1) {
+        for (int t = 0; t < n_tasks; t++) gm_kern_gemv_task(&job, t, n_tasks, 0);
+        return;
+    }
+    gm_pool_run(c->pool, gm_kern_gemv_task, &job, n_tasks);
+}
+
+#ifdef GM_USE_BLAS
+typedef struct widen_job {
+    const gm_matrix *W;
+    int64_t r0, nr, in;
+    float *dst;
+} widen_job;
+
+static void widen_task(void *ctx, int task, int n_tasks, int thread) {
+    const widen_job *j = ctx;
+    (void)thread;
+    for (int64_t r = j->nr * task / n_tasks; r < j->nr * (task + 1) / n_tasks; r++)
+        gm_matrix_row(j->W, j->r0 + r, 0, j->in, j->dst + r * j->in);
+}
+
+static void gemm_blas(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
+                      float *Y) {
+    if (W->type == GM_DTYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, (int)in, 1.0f, X, (int)in, W->data,
+                    (int)W->row_stride, 0.0f, Y, (int)out);
+        return;
+    }
+    int threads = gm_pool_n_threads(c->pool);
+    for (int64_t r0 = 0; r0 < out; r0 += GM_GEMM_BLOCK_ROWS) {
+        widen_job j = {W, r0, GM_MIN(GM_GEMM_BLOCK_ROWS, out - r0), in, c->widen};
+        gm_pool_run(c->pool, widen_task, &j, (int)GM_MIN(threads, j.nr)); /* widen rows in parallel */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)j.nr, (int)in, 1.0f, X, (int)in, c->widen,
+                    (int)in, 0.0f, Y + r0, (int)out);
+    }
+}
+
+/*
+ * Batch size from which sgemm beats one GEMV per row. F32 weights go
+ * straight to sgemm. Other types must be widened first, which costs about
+ * as much as several GEMVs (measured on E2B with Q4_0 weights: 8 rows took
+ * 5x longer through widen + sgemm than as 8 GEMVs), so they switch later.
+ */
+static int64_t gemm_min_batch(gm_dtype t) { return t == GM_DTYPE_F32 ? GM_GEMM_MIN_BATCH : 32; }
+#endif
+
+void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
+               float *Y) {
+#ifdef GM_USE_BLAS
+    if (T >= gemm_min_batch(W->type)) {
+        gemm_blas(c, W, out, in, X, T, Y);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < T; t++) gemv(c, W, out, in, X + t * in, Y + t * out);
+}

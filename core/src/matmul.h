@@ -1,0 +1,43 @@
+/*
+ * matmul.h - Y = X W^T for every weight type the model can hold.
+ *
+ * Decode (a few rows of X): one activation row at a time, converted once
+ * (Q8_0 blocks for quantized weights), then the weight rows are split into
+ * row blocks run on the session's thread pool through the kernel table
+ * (kernels.h: SIMD chosen once at run time). Within a kernel variant a
+ * row's result does not depend on how rows are split, so results are the
+ * same for any thread count.
+ * Prefill (>= GM_GEMM_MIN_BATCH rows): OpenBLAS sgemm, weights widened to
+ * f32 in row blocks unless they already are f32. Decision: BLAS measured
+ * faster than per-row quantized dots for batches on this class of CPU; the
+ * pool's threads sleep while OpenBLAS runs its own.
+ */
+#ifndef GM_MATMUL_H
+#define GM_MATMUL_H
+
+#include "kernels.h"
+#include "threadpool.h"
+
+#define GM_GEMM_MIN_BATCH 4
+
+typedef struct gm_matmul_ctx {
+    const gm_kernels *k;
+    gm_pool *pool;      /* NULL: the calling thread does everything */
+    float *widen;       /* [GM_GEMM_BLOCK_ROWS * max_cols] weight rows widened for sgemm */
+    void *xq;           /* one activation row as Q8_0 blocks [max_cols / 32] */
+    int64_t max_cols;
+} gm_matmul_ctx;
+
+/* Allocates the scratch for matrices of up to max_cols columns and a pool of n_threads (0 = all cores). */
+GM_INTERNAL gm_status gm_matmul_init(gm_matmul_ctx *c, int64_t max_cols, int n_threads, gm_error *err);
+GM_INTERNAL void gm_matmul_free(gm_matmul_ctx *c);
+
+/*
+ * Y[T, out] = X[T, in] @ W[0:out, 0:in]^T: only the leading `out` rows and
+ * `in` columns of W are used (MatFormer FFN prefixes; `in` a multiple of
+ * 32 for Q8_0/Q4_0 weights). in <= max_cols.
+ */
+GM_INTERNAL void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
+                           int64_t T, float *Y);
+
+#endif
