@@ -93,7 +93,10 @@ def test_long_prompt_in_chunks_equals_token_by_token(tiny_a):
         for t in ids:
             s.eval([t])
             steps.append(s.logits)
-    np.testing.assert_allclose(batched, np.stack(steps), rtol=0, atol=1e-4)
+    # The bound for token-by-token vs batched (the C golden test uses
+    # it too): batches go through sgemm, single tokens through the SIMD GEMV,
+    # so the f32 sums differ in order (measured: 1.1e-4 on this 300-token run).
+    np.testing.assert_allclose(batched, np.stack(steps), rtol=0, atol=5e-4)
 
 
 def run_cli_logits(tmp_path, model_dir, ids):
