@@ -203,6 +203,10 @@ GM_API gm_model_params gm_model_default_params(void);
  * with model.safetensors.index.json, and optionally tokenizer.json. The
  * weights are memory-mapped; BF16/F16/F32 tensors are widened to f32 as they
  * are used. `params` may be NULL for defaults.
+ *
+ * `path` may also be a GGUF file (a regular file starting with "GGUF"), as
+ * llama.cpp's convert_hf_to_gguf.py or gm_convert_to_gguf write them for
+ * architecture "gemma3n": see the GGUF section below.
  */
 GM_API gm_status gm_model_open(const char *path, const gm_model_params *params,
                                gm_model **out, gm_error *err);
@@ -494,6 +498,58 @@ typedef struct gm_chat_message {
 GM_API gm_status gm_chat_format(const gm_chat_message *messages, size_t n_messages,
                                 int add_generation_prompt, int add_bos, char *buf, size_t cap,
                                 size_t *len, gm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* GGUF                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Reading. gm_model_open takes a .gguf file of architecture "gemma3n" with
+ * the tensor names and metadata keys of llama.cpp (convert_hf_to_gguf.py,
+ * llama-arch.cpp). Tensors of type F32, F16, BF16, Q8_0 and Q4_0 are used
+ * in place from the mapping (copied only when the file's alignment leaves
+ * them misaligned); any other ggml type (K-quants, IQ*, ...) fails with
+ * GM_ERR_UNSUPPORTED naming the type and the tensor. The weight format of
+ * gm_model_params applies as for a directory. Hyperparameters llama.cpp
+ * hard-codes instead of reading (LAuReL rank 64, per-layer input width
+ * 256, KV sharing from layer 20, sparsity on the first 10 layers, logit
+ * softcap 30, ...) are read from the file when present and take
+ * llama.cpp's fixed values when absent: a file from llama.cpp's converter
+ * runs with the hyperparameters llama.cpp uses for it, and a file of
+ * gm_convert_to_gguf computes exactly what its source directory does
+ * (any config). The math is upstream's either way (llama.cpp's own graph
+ * differs slightly: sample std in the activation sparsity, fp16-table
+ * GELU). The tokenizer comes from the tokenizer.ggml.* keys
+ * ("llama" vocabularies) and encodes like the model's tokenizer.json. The
+ * padded rows of the per-layer embedding table (ids 262144..262399 of the
+ * released models) follow upstream: such ids read the row of id 0.
+ */
+
+/*
+ * Progress of a long operation: `fraction` in [0, 1] and what is being
+ * done (a tensor name, "tokenizer", "done"). Return non-zero to cancel.
+ */
+typedef int (*gm_progress_fn)(void *user, double fraction, const char *what);
+
+/*
+ * Converts the Hugging Face directory `src_dir` (as gm_model_open reads
+ * it) into the GGUF file `out_path` (overwritten), with the text
+ * decoder's tensors and llama.cpp's names, shapes, metadata keys and
+ * tokenizer layout, so llama.cpp loads the file. Every upstream config
+ * value is written (some under gemma3n.* keys of ours that llama.cpp
+ * ignores), so models of any shape round-trip. `weights` picks the
+ * tensor types with the quantize-at-load policy described above
+ * gm_weight_format (GM_WEIGHTS_AS_STORED keeps the checkpoint's dtypes;
+ * 1-D tensors and the AltUp coefficient and router matrices are F32 in
+ * every format, and the per-layer embedding table stays as stored):
+ * loading the file computes bit for bit what gm_model_open(src_dir) with
+ * the same weight format computes. Tensors are streamed a few MB at a
+ * time: the heap stays at a few MB plus the tokenizer. `progress` may be
+ * NULL; when it cancels, the call returns GM_ERR_CANCELLED and no file is
+ * left. On any failure the partial file is removed.
+ */
+GM_API gm_status gm_convert_to_gguf(const char *src_dir, const char *out_path, gm_weight_format weights,
+                                    gm_progress_fn progress, void *user, gm_error *err);
 
 #ifdef __cplusplus
 }

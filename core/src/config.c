@@ -143,14 +143,17 @@ static gm_status check_supported(cfg_reader *r, const gm_text_config *c) {
     if (c->altup_active_idx >= c->altup_num_inputs)
         return gm_fail(r->err, GM_ERR_UNSUPPORTED, "%s: altup_active_idx %d >= altup_num_inputs %d", r->path,
                        c->altup_active_idx, c->altup_num_inputs);
+    return gm_config_check_kv_sharing(c, r->path, r->err);
+}
+
+gm_status gm_config_check_kv_sharing(const gm_text_config *c, const char *path, gm_error *err) {
     int first_shared = c->num_layers - c->num_kv_shared_layers;
     for (int l = first_shared; l < c->num_layers; l++) {
         bool found = false;
         for (int p = 0; p < first_shared && !found; p++) found = c->layer_is_sliding[p] == c->layer_is_sliding[l];
         if (!found)
-            return gm_fail(r->err, GM_ERR_UNSUPPORTED,
-                           "%s: KV-shared layer %d has no earlier %s layer to share the cache of", r->path, l,
-                           c->layer_is_sliding[l] ? "sliding" : "full");
+            return gm_fail(err, GM_ERR_UNSUPPORTED, "%s: KV-shared layer %d has no earlier %s layer to share the cache of",
+                           path, l, c->layer_is_sliding[l] ? "sliding" : "full");
     }
     return GM_OK;
 }
@@ -275,7 +278,10 @@ void gm_plan_full(const gm_text_config *c, gm_plan *plan) {
         pl->ffn_dim = c->intermediate_size[l];
         pl->sparsity = c->activation_sparsity[l];
         /* upstream: Normal(0,1).icdf(p) in f32, then cast to the input dtype (f32) */
-        pl->sparsity_std_multiplier = pl->sparsity > 0 ? (float)inverse_normal_cdf(pl->sparsity) : 0;
+        /* a GGUF file stores the multiplier itself (llama.cpp's activation_sparsity_scale): use it as is */
+        pl->sparsity_std_multiplier = pl->sparsity <= 0          ? 0
+                                      : c->std_multiplier_stored ? c->std_multiplier[l]
+                                                                 : (float)inverse_normal_cdf(pl->sparsity);
         pl->sliding = c->layer_is_sliding[l];
         pl->rope_theta = pl->sliding ? c->rope_theta_sliding : c->rope_theta_full;
         pl->kv_source = l;

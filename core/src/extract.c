@@ -300,6 +300,10 @@ static gm_status copy_file_if_present(const char *src_dir, const char *dst_dir, 
 gm_status gm_model_extract_submodel(const gm_model *m, const gm_submodel_spec *spec, const char *out_dir,
                                     gm_error *err) {
     gm_error_clear(err);
+    if (m->format != GM_FORMAT_HF_DIR)
+        return gm_fail(err, GM_ERR_UNSUPPORTED,
+                       "%s: extracting a submodel needs the Hugging Face directory the model came from, not a GGUF file",
+                       m->path);
     gm_plan plan;
     gm_status st = gm_model_check_submodel(m, spec, NULL, err);
     if (st == GM_OK) st = gm_plan_from_spec(&m->cfg, spec, 1, &plan, err);

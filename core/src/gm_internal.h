@@ -95,6 +95,10 @@ GM_INTERNAL bool gm_is_directory(const char *path);
 /* "dir" + "/" + "name" into a new heap string (NULL on OOM). */
 GM_INTERNAL char *gm_path_join(const char *dir, const char *name);
 GM_INTERNAL int gm_cpu_count(void);
+/* Tells the OS the whole pages inside [p, p+n) of a read-only file mapping
+ * will not be read again (they are dropped, and re-read from the file if
+ * they ever are). A no-op where unsupported. */
+GM_INTERNAL void gm_release_pages(const void *p, size_t n);
 
 /* ---- element types and conversions (dtype.c) ---- */
 

@@ -1,9 +1,13 @@
 /*
- * model.c - opening a Hugging Face Gemma 3n directory: config, weights
- * (mapped, bound by upstream tensor name with shape checks), tokenizer.
+ * model.c - opening a Gemma 3n model: a Hugging Face directory (config,
+ * weights mapped and bound by upstream tensor name with shape checks,
+ * tokenizer) or a GGUF file (gguf_model.c supplies the config, the
+ * tensors under their upstream names, and the tokenizer; the binding
+ * below is shared).
  */
 #include "model.h"
 
+#include "gguf_model.h"
 #include "matformer.h"
 
 #include "ops.h"
@@ -54,6 +58,22 @@ static gm_dtype format_dtype(gm_weight_format f) {
     return map[f];
 }
 
+void gm_encode_row(gm_dtype t, const float *x, void *dst, int64_t n) {
+    uint8_t *d = dst;
+    switch (t) {
+    case GM_DTYPE_F32: memcpy(d, x, (size_t)n * sizeof(float)); break;
+    case GM_DTYPE_F16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h = gm_f32_to_f16(x[i]); memcpy(d + 2 * i, &h, 2); }
+        break;
+    case GM_DTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h = gm_f32_to_bf16(x[i]); memcpy(d + 2 * i, &h, 2); }
+        break;
+    case GM_DTYPE_Q8_0: gm_quantize_row_q8_0(x, (gm_block_q8_0 *)dst, n); break;
+    case GM_DTYPE_Q4_0: gm_quantize_row_q4_0(x, (gm_block_q4_0 *)dst, n); break;
+    default: break;
+    }
+}
+
 /* ---- binding tensors by name ---- */
 
 typedef struct binder {
@@ -63,7 +83,13 @@ typedef struct binder {
     gm_error *err;
 } binder;
 
-static gm_status find_tensor(binder *b, const char *name, const gm_st_tensor **out) {
+static gm_dtype to_dtype(gm_st_dtype t) {
+    return t == GM_ST_F32 ? GM_DTYPE_F32 : t == GM_ST_F16 ? GM_DTYPE_F16 : GM_DTYPE_BF16;
+}
+
+/* The stored tensor for upstream name `name` (relative to the prefix), from either container. */
+static gm_status find_tensor(binder *b, const char *name, gm_tensor_view *out) {
+    if (b->m->format == GM_FORMAT_GGUF) return gm_gguf_model_find(b->m, name, out, b->err);
     char full[256];
     snprintf(full, sizeof full, "%s%s", b->prefix, name);
     const gm_st_tensor *t = gm_st_find(&b->m->st, full);
@@ -71,31 +97,31 @@ static gm_status find_tensor(binder *b, const char *name, const gm_st_tensor **o
     if (t->dtype != GM_ST_F32 && t->dtype != GM_ST_F16 && t->dtype != GM_ST_BF16)
         return gm_fail(b->err, GM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: BF16, F16, F32)",
                        b->m->path, full, gm_st_dtype_name(t->dtype));
-    *out = t;
+    *out = (gm_tensor_view){.name = t->name, .type = to_dtype(t->dtype), .ndim = t->ndim, .data = t->data,
+                            .nbytes = t->nbytes};
+    for (int i = 0; i < t->ndim && i < 4; i++) out->shape[i] = t->shape[i];
+    if (t->ndim > 4) out->ndim = 4 + 1; /* never matches a wanted shape */
     return GM_OK;
 }
 
-static gm_dtype to_dtype(gm_st_dtype t) {
-    return t == GM_ST_F32 ? GM_DTYPE_F32 : t == GM_ST_F16 ? GM_DTYPE_F16 : GM_DTYPE_BF16;
+/* "[2048, 256]", or "{256, 2048}" (ggml order) for GGUF tensors. */
+static void shape_str(const int64_t *shape, int ndim, bool ggml_order, char *buf, size_t cap) {
+    size_t o = (size_t)snprintf(buf, cap, ggml_order ? "{" : "[");
+    for (int i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld",
+                              (long long)shape[ggml_order ? ndim - 1 - i : i]);
+    if (o < cap) snprintf(buf + o, cap - o, ggml_order ? "}" : "]");
 }
 
-static void shape_str(const gm_st_tensor *t, char *buf, size_t cap) {
-    size_t o = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < t->ndim && o < cap; i++)
-        o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)t->shape[i]);
-    if (o < cap) snprintf(buf + o, cap - o, "]");
-}
-
-static gm_status check_shape(binder *b, const gm_st_tensor *t, int ndim, int64_t d0, int64_t d1) {
+static gm_status check_shape(binder *b, const gm_tensor_view *t, int ndim, int64_t d0, int64_t d1) {
     bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
     if (ok) return GM_OK;
-    char got[128];
-    shape_str(t, got, sizeof got);
-    if (ndim == 1)
-        return gm_fail(b->err, GM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld]", b->m->path,
-                       t->name, got, (long long)d0);
-    return gm_fail(b->err, GM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld]", b->m->path,
-                   t->name, got, (long long)d0, (long long)d1);
+    char got[128], want[128];
+    int64_t w[2] = {d0, d1};
+    shape_str(t->shape, GM_MIN(t->ndim, 4), t->ggml_order, got, sizeof got);
+    shape_str(w, ndim, t->ggml_order, want, sizeof want);
+    return gm_fail(b->err, GM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", b->m->path, t->name, got,
+                   want);
 }
 
 /* Converts W row by row into an owned matrix of `target` (quantize at load). */
@@ -108,70 +134,79 @@ static gm_status convert_matrix(binder *b, gm_matrix *W, gm_dtype target) {
         return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory converting weights to %s", gm_dtype_name(target));
     }
     for (int64_t r = 0; r < W->rows; r++) {
-        uint8_t *d = dst + (size_t)r * row_bytes;
         gm_matrix_row(W, r, 0, W->cols, row);
-        switch (target) {
-        case GM_DTYPE_F32: memcpy(d, row, row_bytes); break;
-        case GM_DTYPE_F16:
-            for (int64_t i = 0; i < W->cols; i++) { uint16_t h = gm_f32_to_f16(row[i]); memcpy(d + 2 * i, &h, 2); }
-            break;
-        case GM_DTYPE_BF16:
-            for (int64_t i = 0; i < W->cols; i++) { uint16_t h = gm_f32_to_bf16(row[i]); memcpy(d + 2 * i, &h, 2); }
-            break;
-        case GM_DTYPE_Q8_0: gm_quantize_row_q8_0(row, (gm_block_q8_0 *)d, W->cols); break;
-        case GM_DTYPE_Q4_0: gm_quantize_row_q4_0(row, (gm_block_q4_0 *)d, W->cols); break;
-        default: break;
-        }
+        gm_encode_row(target, row, dst + (size_t)r * row_bytes, W->cols);
     }
     gm_free(row);
     *W = (gm_matrix){.type = target, .rows = W->rows, .cols = W->cols, .row_stride = W->cols, .data = dst};
     return GM_OK;
 }
 
+gm_dtype gm_weight_target(gm_weight_format f, gm_dtype stored, int64_t cols) {
+    if (f == GM_WEIGHTS_AS_STORED) return stored;
+    gm_dtype target = format_dtype(f);
+    return cols % gm_dtype_block(target) == 0 ? target : stored; /* tiny widths stay as stored */
+}
+
 /* Applies the model's weight format to a large matrix (see gm_weight_format). */
 static gm_status apply_format(binder *b, gm_matrix *W) {
-    gm_weight_format f = b->m->params.weights;
-    if (f == GM_WEIGHTS_AS_STORED) return GM_OK;
-    gm_dtype target = format_dtype(f);
-    if (target == W->type || W->cols % gm_dtype_block(target) != 0) return GM_OK; /* tiny widths stay as stored */
-    return convert_matrix(b, W, target);
+    gm_dtype target = gm_weight_target(b->m->params.weights, W->type, W->cols);
+    return target == W->type ? GM_OK : convert_matrix(b, W, target);
 }
+
+/* Byte alignment the kernels need to read `t` in place (block types: the fp16 scale). */
+static size_t dtype_align(gm_dtype t) { return gm_dtype_block(t) > 1 ? 2 : gm_dtype_size(t); }
 
 /* A [rows, cols] matrix used in place when the mapping is aligned for its type. */
 static gm_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, gm_matrix *out) {
-    const gm_st_tensor *t;
+    gm_tensor_view t;
     gm_status st = find_tensor(b, name, &t);
-    if (st == GM_OK) st = check_shape(b, t, 2, rows, cols);
+    if (st == GM_OK) st = check_shape(b, &t, 2, rows, cols);
     if (st != GM_OK) return st;
-    out->type = to_dtype(t->dtype);
+    out->type = t.type;
     out->rows = rows;
     out->cols = cols;
     out->row_stride = cols;
-    out->data = t->data;
-    if ((uintptr_t)t->data % gm_dtype_size(out->type) != 0) { /* safetensors gives no alignment */
-        void *copy = own(b->m, t->nbytes);
-        if (!copy) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory copying '%s'", t->name);
-        memcpy(copy, t->data, t->nbytes);
+    out->data = t.data;
+    if ((uintptr_t)t.data % dtype_align(t.type) != 0) { /* safetensors, or GGUF with general.alignment 1 */
+        void *copy = own(b->m, t.nbytes);
+        if (!copy) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory copying '%s'", t.name);
+        memcpy(copy, t.data, t.nbytes);
         out->data = copy;
     }
-    return b->convert ? apply_format(b, out) : GM_OK;
+    if (!b->convert) return GM_OK;
+    const void *source = out->data;
+    gm_status st2 = apply_format(b, out);
+    /* Converted at load: the mapped source is never read again, so drop its
+     * pages now instead of keeping both copies resident. */
+    if (st2 == GM_OK && out->data != source && source == t.data) gm_release_pages(t.data, t.nbytes);
+    return st2;
 }
 
 /* Widens any stored tensor of `n` elements to an owned f32 array. */
-static gm_status widen(binder *b, const gm_st_tensor *t, size_t n, float **out) {
+static gm_status widen(binder *b, const gm_tensor_view *t, size_t n, float **out) {
     float *v = own(b->m, n * sizeof(float));
     if (!v) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory widening '%s'", t->name);
-    gm_to_f32(to_dtype(t->dtype), t->data, v, n);
+    const void *src = t->data;
+    void *copy = NULL;
+    if ((uintptr_t)src % dtype_align(t->type) != 0) { /* block types must be read aligned */
+        copy = gm_aligned_alloc(t->nbytes);
+        if (!copy) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory widening '%s'", t->name);
+        memcpy(copy, src, t->nbytes);
+        src = copy;
+    }
+    gm_to_f32(t->type, src, v, n);
+    gm_aligned_free(copy);
     *out = v;
     return GM_OK;
 }
 
 static gm_status bind_vector(binder *b, const char *name, int64_t n, gm_vector *out) {
-    const gm_st_tensor *t;
+    gm_tensor_view t;
     float *v = NULL;
     gm_status st = find_tensor(b, name, &t);
-    if (st == GM_OK) st = check_shape(b, t, 1, n, 0);
-    if (st == GM_OK) st = widen(b, t, (size_t)n, &v);
+    if (st == GM_OK) st = check_shape(b, &t, 1, n, 0);
+    if (st == GM_OK) st = widen(b, &t, (size_t)n, &v);
     if (st != GM_OK) return st;
     out->n = n;
     out->data = v;
@@ -181,11 +216,11 @@ static gm_status bind_vector(binder *b, const char *name, int64_t n, gm_vector *
 /* Small matrix widened to f32, optionally clipped to +-clip (AltUp coefficients). */
 static gm_status bind_f32_matrix(binder *b, const char *name, int64_t rows, int64_t cols, float clip,
                                  gm_matrix *out) {
-    const gm_st_tensor *t;
+    gm_tensor_view t;
     float *v = NULL;
     gm_status st = find_tensor(b, name, &t);
-    if (st == GM_OK) st = check_shape(b, t, 2, rows, cols);
-    if (st == GM_OK) st = widen(b, t, (size_t)(rows * cols), &v);
+    if (st == GM_OK) st = check_shape(b, &t, 2, rows, cols);
+    if (st == GM_OK) st = widen(b, &t, (size_t)(rows * cols), &v);
     if (st != GM_OK) return st;
     for (int64_t i = 0; clip > 0 && i < rows * cols; i++) v[i] = fminf(fmaxf(v[i], -clip), clip);
     *out = (gm_matrix){.type = GM_DTYPE_F32, .rows = rows, .cols = cols, .row_stride = cols, .data = v};
@@ -258,6 +293,12 @@ static gm_status bind_globals(binder *b) {
     st = bind_matrix(b, "embed_tokens_per_layer.weight", c->vocab_size_per_layer_input, LP, &w->embed_tokens_per_layer);
     b->convert = true;
     if (st != GM_OK) return st;
+    int64_t block = gm_dtype_block(w->embed_tokens_per_layer.type);
+    if (c->hidden_size_per_layer_input % block != 0) /* a layer's slice of a row must start a block */
+        return gm_fail(b->err, GM_ERR_UNSUPPORTED,
+                       "%s: the per-layer embedding table is %s, which needs hidden_size_per_layer_input (%d) "
+                       "to be a multiple of %lld", b->m->path, gm_dtype_name(w->embed_tokens_per_layer.type),
+                       c->hidden_size_per_layer_input, (long long)block);
     if ((st = bind_matrix(b, "per_layer_model_projection.weight", LP, H, &w->per_layer_model_projection))) return st;
     if ((st = bind_vector(b, "per_layer_projection_norm.weight", c->hidden_size_per_layer_input,
                           &w->per_layer_projection_norm))) return st;
@@ -279,11 +320,20 @@ static void count_params(gm_model *m, const char *prefix) {
         m->n_params_file += t->numel;
         if (strncmp(t->name, prefix, plen) == 0) m->n_params_text += t->numel;
     }
+    for (int64_t i = 0; m->gguf && i < gm_gguf_tensor_count(m->gguf); i++)
+        m->n_params_file += gm_gguf_tensor_at(m->gguf, i)->n_elems;
+    if (m->gguf) { /* a GGUF holds only the text decoder; its per-layer table is padded to V rows */
+        const gm_text_config *c = &m->cfg;
+        int64_t stored = gm_gguf_find_tensor(m->gguf, "per_layer_token_embd.weight");
+        int64_t rows = stored >= 0 ? gm_gguf_tensor_at(m->gguf, stored)->ne[1] : c->vocab_size_per_layer_input;
+        m->n_params_text = m->n_params_file - (rows - c->vocab_size_per_layer_input) * c->num_layers *
+                                                  (int64_t)c->hidden_size_per_layer_input;
+    }
 }
 
 static gm_status bind_all(gm_model *m, gm_error *err) {
     binder b = {.m = m, .prefix = "model.language_model.", .convert = true, .err = err};
-    if (!gm_st_find(&m->st, "model.language_model.embed_tokens.weight") &&
+    if (m->format == GM_FORMAT_HF_DIR && !gm_st_find(&m->st, "model.language_model.embed_tokens.weight") &&
         gm_st_find(&m->st, "model.embed_tokens.weight"))
         b.prefix = "model."; /* Gemma3nForCausalLM checkpoints */
     gm_status st = bind_globals(&b);
@@ -315,14 +365,35 @@ static gm_status load_tokenizer(gm_model *m, gm_error *err) {
     return st;
 }
 
+
+/* config.json + *.safetensors (+ tokenizer.json) */
+static gm_status open_hf_dir(gm_model *m, gm_error *err) {
+    gm_status st = load_config(m, err);
+    if (st == GM_OK) st = gm_st_open_dir(m->path, &m->st, err);
+    if (st == GM_OK) st = bind_all(m, err);
+    if (st == GM_OK && m->params.load_tokenizer) st = load_tokenizer(m, err);
+    return st;
+}
+
+/* One .gguf file: config from its metadata, the same binding, tokenizer.ggml.* */
+static gm_status open_gguf(gm_model *m, gm_error *err) {
+    m->format = GM_FORMAT_GGUF;
+    gm_status st = gm_gguf_model_load(m, err);
+    if (st == GM_OK) st = bind_all(m, err);
+    if (st == GM_OK && m->params.load_tokenizer) st = gm_gguf_model_tokenizer(m, err);
+    return st;
+}
+
 gm_status gm_model_open(const char *path, const gm_model_params *params, gm_model **out, gm_error *err) {
     *out = NULL;
     gm_error_clear(err);
     if (!path || !*path) return gm_fail(err, GM_ERR_ARGUMENT, "model path is empty");
     if (params && (unsigned)params->weights > GM_WEIGHTS_Q4_0)
         return gm_fail(err, GM_ERR_ARGUMENT, "unknown weight format %d", (int)params->weights);
-    if (!gm_is_directory(path))
-        return gm_fail(err, GM_ERR_IO, "%s: not a model directory (expected config.json + *.safetensors)", path);
+    bool gguf = !gm_is_directory(path) && gm_gguf_model_sniff(path);
+    if (!gguf && !gm_is_directory(path))
+        return gm_fail(err, GM_ERR_IO,
+                       "%s: not a model directory (expected config.json + *.safetensors) or a GGUF file", path);
     gm_model *m = gm_calloc(1, sizeof *m);
     if (!m) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
     atomic_init(&m->refcount, 1);
@@ -330,10 +401,7 @@ gm_status gm_model_open(const char *path, const gm_model_params *params, gm_mode
     m->params = params ? *params : gm_model_default_params();
     m->path = gm_strndup(path, strlen(path));
     gm_status st = m->path ? GM_OK : gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
-    if (st == GM_OK) st = load_config(m, err);
-    if (st == GM_OK) st = gm_st_open_dir(path, &m->st, err);
-    if (st == GM_OK) st = bind_all(m, err);
-    if (st == GM_OK && m->params.load_tokenizer) st = load_tokenizer(m, err);
+    if (st == GM_OK) st = gguf ? open_gguf(m, err) : open_hf_dir(m, err);
     if (st != GM_OK) {
         gm_model_free(m);
         return st;
@@ -350,6 +418,7 @@ void gm_model_free(gm_model *m) {
     for (size_t i = 0; i < m->n_owned; i++) gm_aligned_free(m->owned[i]);
     gm_free(m->owned);
     gm_st_close(&m->st);
+    gm_gguf_free(m->gguf);
     gm_tokenizer_free(m->tokenizer);
     gm_free(m->path);
     pthread_mutex_destroy(&m->plan_lock);
@@ -371,6 +440,14 @@ static int64_t effective_params(const gm_model *m, const gm_plan *plan) {
     for (size_t i = 0; i < m->st.n_tensors; i++) {
         const char *name = m->st.tensors[i].name;
         total += gm_plan_effective_params(&m->cfg, plan, m->prefix, &name, &m->st.tensors[i].numel, 1);
+    }
+    for (int64_t i = 0; m->gguf && i < gm_gguf_tensor_count(m->gguf); i++) { /* counted under upstream names */
+        const gm_gguf_tensor *t = gm_gguf_tensor_at(m->gguf, i);
+        char local[128], full[160];
+        if (!gm_gguf_model_upstream_name(t->name, local, sizeof local)) continue;
+        snprintf(full, sizeof full, "%s%s", m->prefix, local);
+        const char *name = full;
+        total += gm_plan_effective_params(&m->cfg, plan, m->prefix, &name, &t->n_elems, 1);
     }
     return total;
 }

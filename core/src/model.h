@@ -19,6 +19,8 @@
 #define GM_MAX_LAYERS 128
 #define GM_MAX_ALTUP 8
 
+struct gm_gguf;
+
 /* Gemma3nTextConfig: every field the decoder reads. */
 typedef struct gm_text_config {
     int32_t vocab_size;                  /* V */
@@ -43,11 +45,41 @@ typedef struct gm_text_config {
     float activation_sparsity[GM_MAX_LAYERS];     /* target sparsity p_l, 0 = dense */
     bool layer_is_sliding[GM_MAX_LAYERS];
     int32_t bos_id, eos_id, pad_id;
+    /*
+     * GGUF files store the sparsity as its std multiplier icdf_normal(p_l)
+     * (llama.cpp's gemma3n.activation_sparsity_scale). When `std_multiplier_stored`,
+     * plans use these values as they are instead of recomputing them from
+     * activation_sparsity (which then holds Phi(multiplier), for display).
+     */
+    bool std_multiplier_stored;
+    float std_multiplier[GM_MAX_LAYERS];
 } gm_text_config;
+
+/* Every KV-shared layer has an earlier layer of its type to read (both loaders check this). */
+GM_INTERNAL gm_status gm_config_check_kv_sharing(const gm_text_config *c, const char *path, gm_error *err);
 
 /* Parses config.json text (multimodal with text_config, or text-only). */
 GM_INTERNAL gm_status gm_config_parse(const char *json, size_t len, const char *path,
                                       gm_text_config *cfg, gm_error *err);
+
+/*
+ * A stored tensor as the binder sees it, whatever the container: shape in
+ * PyTorch order ([rows, cols] for matrices), data in the file image.
+ */
+typedef struct gm_tensor_view {
+    const char *name;        /* the stored name, for messages */
+    gm_dtype type;
+    int ndim;
+    int64_t shape[4];
+    const void *data;        /* any alignment */
+    size_t nbytes;
+    bool ggml_order;         /* messages print the shape reversed, as {ne0, ne1} (GGUF) */
+} gm_tensor_view;
+
+typedef enum gm_model_format {
+    GM_FORMAT_HF_DIR = 0,    /* config.json + *.safetensors (+ tokenizer.json) */
+    GM_FORMAT_GGUF           /* one llama.cpp-style .gguf file (gguf_model.c) */
+} gm_model_format;
 
 typedef struct gm_layer_weights {
     gm_vector input_norm, post_attn_norm, pre_ffw_norm, post_ffw_norm; /* [H] */
@@ -115,10 +147,12 @@ struct gm_model {
     pthread_mutex_t plan_lock;
     gm_plan plan;              /* the plan new sessions use */
     gm_submodel_spec submodel; /* ... and the spec it came from (all zero: full model) */
-    gm_st_dir st;              /* mapped checkpoint files */
+    gm_model_format format;
+    gm_st_dir st;              /* mapped checkpoint files (GM_FORMAT_HF_DIR) */
+    struct gm_gguf *gguf;      /* the mapped file (GM_FORMAT_GGUF) */
     void **owned;              /* widened/aligned weight copies, freed at close */
     size_t n_owned, cap_owned;
-    gm_tokenizer *tokenizer;   /* NULL when the directory has none */
+    gm_tokenizer *tokenizer;   /* NULL when the directory (or GGUF file) has none */
     gm_model_params params;
     char *path;
     const char *prefix;        /* tensor name prefix: "model.language_model." or "model." (text-only) */
@@ -127,6 +161,18 @@ struct gm_model {
 };
 
 GM_INTERNAL void gm_model_retain(gm_model *m);
+
+/*
+ * The quantize-at-load policy for one large matrix (see gm_weight_format):
+ * the dtype a matrix stored as `stored` with rows of `cols` elements is
+ * used in under format f. Rows that are not a whole number of blocks stay
+ * as stored. The converter (convert.c) writes what this says, so a GGUF
+ * converted at format f computes exactly what the directory loaded at f does.
+ */
+GM_INTERNAL gm_dtype gm_weight_target(gm_weight_format f, gm_dtype stored, int64_t cols);
+
+/* Encodes n floats as dtype t (block types: n a multiple of 32, dst 2-byte aligned). */
+GM_INTERNAL void gm_encode_row(gm_dtype t, const float *x, void *dst, int64_t n);
 
 /* The plan for a session: of `spec` if given (validated), else the model's current one. */
 GM_INTERNAL gm_status gm_model_session_plan(gm_model *m, const gm_submodel_spec *spec, gm_plan *plan, gm_error *err);

@@ -1,11 +1,12 @@
 /* model_info.c - descriptions of a loaded model and its text helpers. */
+#include "gguf_model.h"
 #include "model.h"
 
 #include <stdio.h>
 
 static gm_status no_tokenizer(const gm_model *m, gm_error *err) {
-    return gm_fail(err, GM_ERR_NO_TOKENIZER, "model has no tokenizer (no tokenizer.json in %s): use token ids",
-                   m->path);
+    return gm_fail(err, GM_ERR_NO_TOKENIZER, "model has no tokenizer (no %s in %s): use token ids",
+                   m->format == GM_FORMAT_GGUF ? "tokenizer.ggml.* metadata" : "tokenizer.json", m->path);
 }
 
 gm_status gm_model_tokenize(const gm_model *m, const char *text, size_t len, unsigned flags, int32_t *ids,
@@ -63,7 +64,8 @@ gm_status gm_model_describe(const gm_model *m, char *buf, size_t cap, size_t *le
     gm_error_clear(err);
     gm_buf b = {0};
     describe_config(m, &b);
-    describe_tensors(m, &b);
+    if (m->format == GM_FORMAT_GGUF) gm_gguf_model_describe(m, &b);
+    else describe_tensors(m, &b);
     if (!b.data) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
     gm_status st = gm_copy_out(b.data, b.len, buf, cap, len, err);
     gm_buf_free(&b);

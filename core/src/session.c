@@ -122,16 +122,17 @@ gm_status gm_session_run(gm_session *s, const int32_t *ids, size_t n, bool keep_
         if (gm_session_cancelled(s))
             return gm_fail(err, GM_ERR_CANCELLED, "cancelled after %zu of %zu tokens", done, n);
         int T = (int)GM_MIN(B, n - done);
-        bool last = done + (size_t)T == n;
-        int first = keep_all ? 0 : last ? T - 1 : T;
+        /* Every batch yields at least its last row's logits, so a cancel between
+         * batches leaves a consistent session (one LM-head row per batch). */
+        int first = keep_all ? 0 : T - 1;
         gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->batch_logits, first);
         if (keep_all) memcpy(s->all_logits + done * V, s->batch_logits, (size_t)T * V * sizeof(float));
-        if (last) memcpy(s->logits, s->batch_logits + (size_t)(T - 1 - first) * V, V * sizeof(float));
+        memcpy(s->logits, s->batch_logits + (size_t)(T - 1 - first) * V, V * sizeof(float));
+        s->has_logits = true;
         memmove(s->tokens + s->n_past, ids + done, (size_t)T * sizeof *ids); /* may alias (truncate) */
         s->n_past += (size_t)T;
         done += (size_t)T;
     }
-    s->has_logits = true;
     return GM_OK;
 }
 
@@ -142,7 +143,7 @@ gm_status gm_session_eval(gm_session *s, const int32_t *ids, size_t n, gm_error 
     bool keep_all = s->params.keep_all_logits != 0;
     s->all_rows = 0;
     if (keep_all && (st = reserve_all_logits(s, n, err)) != GM_OK) return st;
-    s->has_logits = false;
+    /* A cancel before the first batch leaves the session as it was, logits included. */
     st = gm_session_run(s, ids, n, keep_all, err);
     if (st == GM_OK && keep_all) s->all_rows = n;
     return st;

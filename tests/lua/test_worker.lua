@@ -79,7 +79,9 @@ do
   H.eq(done, true, "done after cancel")
   H.eq(reason, "cancelled", "reason after cancel")
   H.check(s:n_past() < #input + 400, "cancel stopped the generation early (n_past " .. s:n_past() .. ")")
-  H.check(s:step(1, {ignore_eos = true}), "the session works after a cancelled job")
+  -- Under load the worker may not have evaluated anything before the cancel:
+  -- then the context is empty and there is nothing to continue from.
+  H.check(s:n_past() == 0 or s:step(1, {ignore_eos = true}), "the session works after a cancelled job")
 end
 
 H.section("cancel during prompt evaluation")
