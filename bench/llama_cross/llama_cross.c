@@ -18,6 +18,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,16 +95,23 @@ static void on_log(enum ggml_log_level level, const char *text, void *user) {
     if (!quiet || level >= GGML_LOG_LEVEL_WARN) fputs(text, stderr);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: llama_cross LIB_DIR MODEL.gguf --ids 2,105,... --n N [--dump FILE] [--threads T] [--quiet]\n");
         return 2;
     }
     const char *dir = argv[1], *model_path = argv[2], *dump = NULL, *ids_arg = NULL, *dump_layers = NULL;
-    int n_steps = 16, threads = 2, repack = 1;
+    int n_steps = 16, threads = 2, repack = 1, bench = 0;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--quiet")) quiet = 1;
         else if (!strcmp(argv[i], "--no-repack")) repack = 0;
+        else if (!strcmp(argv[i], "--bench")) bench = 1; /* llama.cpp's defaults: prompt in one batch, F16 KV; prints timings */
         else if (i + 1 < argc && !strcmp(argv[i], "--ids")) ids_arg = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--n")) n_steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--dump")) dump = argv[++i];
@@ -128,6 +136,7 @@ int main(int argc, char **argv) {
     p_ggml_backend_load_all_from_path(dir);
     p_llama_backend_init();
 
+    double t_start = now_s();
     struct llama_model_params mp = p_llama_model_default_params();
     mp.n_gpu_layers = 0;
     mp.use_extra_bufts = repack != 0; /* CPU weight repacking (see README: wrong for 3-D Q8_0 weights) */
@@ -141,8 +150,10 @@ int main(int argc, char **argv) {
     cp.n_batch = 512;
     cp.n_ubatch = 512;
     cp.n_threads = cp.n_threads_batch = threads;
-    cp.type_k = GGML_TYPE_F32;
-    cp.type_v = GGML_TYPE_F32;
+    if (!bench) { /* exact comparisons: F32 KV */
+        cp.type_k = GGML_TYPE_F32;
+        cp.type_v = GGML_TYPE_F32;
+    }
     layer_dump ld = {0};
     if (dump_layers) { /* every layer of the first token */
         ld.f = fopen(dump_layers, "wb");
@@ -157,8 +168,13 @@ int main(int argc, char **argv) {
     int V = p_llama_vocab_n_tokens(p_llama_model_get_vocab(model));
     FILE *f = dump ? fopen(dump, "wb") : NULL;
     int rc = 0;
+    double t_loaded = now_s();
+    if (bench && p_llama_decode(ctx, p_llama_batch_get_one(ids, n_ids)) != 0) {
+        fprintf(stderr, "llama_cross: decode failed\n");
+        return 1;
+    }
     /* the prompt one token at a time, so every position's logits can be compared */
-    for (int i = 0; i < n_ids; i++) {
+    for (int i = 0; !bench && i < n_ids; i++) {
         if (p_llama_decode(ctx, p_llama_batch_get_one(&ids[i], 1)) != 0) {
             fprintf(stderr, "llama_cross: decode failed\n");
             return 1;
@@ -169,6 +185,7 @@ int main(int argc, char **argv) {
             ld.f = NULL;
         }
     }
+    double t_prompt = now_s();
     printf("llama.cpp greedy:");
     for (int i = 0; i <= n_steps; i++) {
         const float *logits = p_llama_get_logits_ith(ctx, -1);
@@ -184,6 +201,10 @@ int main(int argc, char **argv) {
         }
     }
     printf("\n");
+    if (bench)
+        printf("llama.cpp: load %.2f s, prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
+               t_loaded - t_start, n_ids, t_prompt - t_loaded, n_ids / (t_prompt - t_loaded), n_steps,
+               now_s() - t_prompt, n_steps / (now_s() - t_prompt));
     if (f) fclose(f);
     p_llama_free(ctx);
     p_llama_model_free(model);

@@ -169,11 +169,13 @@ typedef struct gm_model gm_model;
 
 /*
  * Weight format the matrices are used in. Quantizing at load applies to the
- * large matrices (attention, FFN, LAuReL, AltUp and per-layer projections,
- * the embedding / tied LM head) whose row length is a multiple of 32; norms
- * and the small AltUp coefficient matrices stay f32, and the per-layer
- * embedding table (2 G parameters in E2B) stays as stored, mapped and read
- * a row at a time, never made resident.
+ * large matrices (attention, FFN, LAuReL, per-layer projections, the
+ * embedding / tied LM head) whose row length is a multiple of 32; norms
+ * and the small AltUp coefficient matrices stay f32; the AltUp projections
+ * (1 % of E2B) stay as stored, because llama.cpp's CPU repacking breaks on
+ * them when a GGUF holds them quantized; and the per-layer embedding table
+ * (2 G parameters in E2B) stays as stored, mapped and read a row at a
+ * time, never made resident.
  */
 typedef enum gm_weight_format {
     GM_WEIGHTS_AS_STORED = 0, /* use the file's dtype (BF16/F16/F32/Q8_0/Q4_0) */

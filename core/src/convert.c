@@ -62,7 +62,8 @@ typedef enum kind {
     K_VECTOR,  /* 1-D: F32 */
     K_SMALL,   /* AltUp coefficient matrices and router: F32 (as bind_f32_matrix) */
     K_MATRIX,  /* the weight format (gm_weight_target) */
-    K_TABLE    /* the per-layer embedding table: as stored, zero rows up to vocab_size */
+    K_TABLE,   /* the per-layer embedding table: as stored, zero rows up to vocab_size */
+    K_KEEP     /* as stored: the AltUp projections (see gm_weight_format) */
 } kind;
 
 struct converter;
@@ -147,7 +148,7 @@ static out_tensor *new_tensor(converter *cv) {
 static gm_dtype written_type(const converter *cv, kind k, gm_dtype stored, int64_t cols) {
     switch (k) {
     case K_VECTOR: case K_SMALL: return GM_DTYPE_F32;
-    case K_TABLE: return stored;
+    case K_TABLE: case K_KEEP: return stored;
     default: return gm_weight_target(cv->format, stored, cols);
     }
 }
@@ -239,8 +240,8 @@ static gm_status plan_tensors(converter *cv) {
     if ((st = add(cv, "embed_tokens_per_layer.weight", K_TABLE, c->vocab_size_per_layer_input, LP, false, 0))) return st;
     if ((st = add(cv, "per_layer_model_projection.weight", K_MATRIX, LP, H, false, 0))) return st;
     if ((st = add(cv, "per_layer_projection_norm.weight", K_VECTOR, P, 0, false, 0))) return st;
-    if (K1 > 0 && (st = add(cv, "altup_projections.%d.weight", K_MATRIX, H, H, false, K1))) return st;
-    if (K1 > 0 && (st = add(cv, "altup_unembed_projections.%d.weight", K_MATRIX, H, H, false, K1))) return st;
+    if (K1 > 0 && (st = add(cv, "altup_projections.%d.weight", K_KEEP, H, H, false, K1))) return st;
+    if (K1 > 0 && (st = add(cv, "altup_unembed_projections.%d.weight", K_KEEP, H, H, false, K1))) return st;
     if ((st = add(cv, "norm.weight", K_VECTOR, H, 0, false, 0))) return st;
     for (int l = 0; l < c->num_layers; l++)
         if ((st = add_layer(cv, l))) return st;

@@ -305,10 +305,15 @@ static gm_status bind_globals(binder *b) {
     if ((st = bind_vector(b, "norm.weight", H, &w->final_norm))) return st;
     for (int i = 0; i + 1 < c->altup_num_inputs; i++) {
         char n[96];
+        /* kept as stored at every weight format (1 % of E2B): llama.cpp's CPU
+         * repacking breaks on these stacked 3-D tensors when they are quantized */
+        b->convert = false;
         snprintf(n, sizeof n, "altup_projections.%d.weight", i);
-        if ((st = bind_matrix(b, n, H, H, &w->altup_projections[i]))) return st;
+        st = bind_matrix(b, n, H, H, &w->altup_projections[i]);
         snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);
-        if ((st = bind_matrix(b, n, H, H, &w->altup_unembed_projections[i]))) return st;
+        if (st == GM_OK) st = bind_matrix(b, n, H, H, &w->altup_unembed_projections[i]);
+        b->convert = true;
+        if (st != GM_OK) return st;
     }
     return GM_OK;
 }
