@@ -108,6 +108,24 @@ for FMT in f32 q8_0; do
   "$WORK/gemma_cross" compare "$WORK/gemma_$FMT.bin" "$WORK/llama_$FMT.bin" "$VOCAB"
 done
 
+# ---- 4b. quantization error of each engine against its own F32 run ----
+# Teacher-forced on the prompt: every position's logits of the Q8_0 / Q4_0
+# file vs the same engine on the F32 file (the issue's "no worse than
+# llama.cpp" comparison; each engine's own F32 run removes their differences
+# in f32 math from the picture).
+for FMT in f32 q8_0 q4_0; do
+  GGUF=$WORK/e2b_small_v${VOCAB}_$FMT.gguf
+  [ -f "$GGUF" ] || "$WORK/gemma_cross" convert "$MODEL" "$GGUF" "$FMT"
+  "${LLAMA[@]}" "$GGUF" --ids "$IDS" --n 0 --dump "$WORK/q_llama_$FMT.bin" --threads "$THREADS" --quiet \
+    2>> "$WORK/llama_q.log" > /dev/null
+  "$WORK/gemma_cross" run "$GGUF" --ids "$IDS" --n 0 --dump "$WORK/q_gemma_$FMT.bin" > /dev/null
+done
+echo
+for FMT in q8_0 q4_0; do
+  echo -n "$FMT vs own f32, gemma3n:   "; "$WORK/gemma_cross" compare "$WORK/q_gemma_$FMT.bin" "$WORK/q_gemma_f32.bin" "$VOCAB"
+  echo -n "$FMT vs own f32, llama.cpp: "; "$WORK/gemma_cross" compare "$WORK/q_llama_$FMT.bin" "$WORK/q_llama_f32.bin" "$VOCAB"
+done
+
 # ---- 5. our engine with llama.cpp's two numeric shortcuts ----
 # llama.cpp's gemma3n graph takes the std of _gaussian_topk over n - 1
 # (upstream: population std, unbiased=False) and ggml's CPU GELU reads an
