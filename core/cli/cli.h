@@ -9,6 +9,7 @@
  *   cmd_tools.c     `tokenize`, `logits`, `info`
  *   cmd_convert.c   `convert` (Hugging Face directory -> GGUF)
  *   cmd_matformer.c `extract`, `submodels` (MatFormer)
+ *   cmd_bench.c     `bench` (llama-bench-like timings)
  *
  * Exit codes: 0 success, 1 runtime failure (the core's gm_error message is
  * printed), 2 usage error (bad or missing option). Every message goes to
@@ -187,5 +188,6 @@ int cmd_info(int argc, char **argv);
 int gm_cli_convert(int argc, char **argv); /* cmd_convert.c */
 int cmd_extract(int argc, char **argv);    /* cmd_matformer.c */
 int cmd_submodels(int argc, char **argv);  /* cmd_matformer.c */
+int cmd_bench(int argc, char **argv);      /* cmd_bench.c */
 
 #endif /* GM_CLI_H */

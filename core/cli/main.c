@@ -21,6 +21,7 @@ static const command commands[] = {
     {"convert", gm_cli_convert, "Hugging Face directory -> .gguf (optionally q8_0 / q4_0)"},
     {"extract", cmd_extract, "write a MatFormer submodel as its own HF directory (or .gguf)"},
     {"submodels", cmd_submodels, "list the official MatFormer submodels (with -m: their sizes)"},
+    {"bench", cmd_bench, "prompt / generation speed, load time, peak RSS (like llama-bench)"},
 };
 
 static void usage(FILE *f) {

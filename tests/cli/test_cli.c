@@ -627,6 +627,28 @@ static void case_matformer(void) {
     expect_fail(2, "--submodel is required", NULL, (const char *const[]){cli, "extract", full, dir, NULL});
 }
 
+/* bench --json: one object with the documented keys and sane values. */
+static void case_bench(void) {
+    run_result r;
+    const char *argv[] = {cli, "bench", "-m", golden_path("text_tiny_a", ""), "-p", "16", "-n", "8", "-r", "2", "--json", NULL};
+    run(&r, NULL, argv);
+    CHECK(r.status == 0, "bench: exit %d: %s", r.status, r.err);
+    gm_json doc;
+    gm_error err;
+    if (r.status == 0 && gm_json_parse(r.out, r.out_len, "bench --json", &doc, &err) == GM_OK) {
+        const char *keys[] = {"pp_tok_s", "tg_tok_s", "load_s", "ttft_s", "peak_rss_mb"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            double v = -1;
+            CHECK(gm_json_number(&doc, gm_json_get(&doc, 0, keys[i]), &v) && v >= 0, "bench --json: %s = %g", keys[i], v);
+        }
+        gm_json_free(&doc);
+    } else {
+        CHECK(0, "bench --json output is not JSON: %s", r.out);
+    }
+    run_free(&r);
+    expect_fail(2, "-p", NULL, (const char *const[]){cli, "bench", "-m", golden_path("text_tiny_a", ""), "-p", "0", NULL});
+}
+
 static bool run_chat_case(const char *c, const char *arg) {
     if (strcmp(c, "chat_json") == 0) case_chat_json();
     else if (strcmp(c, "chat_session") == 0) case_chat_session();
@@ -655,6 +677,7 @@ int main(int argc, char **argv) {
     else if (strcmp(c, "info") == 0) case_info_and_help();
     else if (strcmp(c, "tokenize_jsonl") == 0) rc = case_tokenize_jsonl();
     else if (strcmp(c, "matformer") == 0) case_matformer();
+    else if (strcmp(c, "bench") == 0) case_bench();
     else if (!run_chat_case(c, arg)) CHECK(0, "unknown case %s", c);
     char cleanup[600];
     snprintf(cleanup, sizeof cleanup, "rm -rf '%s'", tmp_dir);
