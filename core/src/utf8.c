@@ -61,19 +61,3 @@ bool gm_utf8_valid(const char *str, size_t n, size_t *bad_offset) {
     }
     return true;
 }
-
-size_t gm_utf8_complete_len(const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    /* Find the last non-continuation byte among the final 3: only a lead
-     * byte there can start a sequence that the end of input cut short. */
-    size_t stop = n > 3 ? n - 3 : 0;
-    for (size_t j = n; j > stop; j--) {
-        unsigned char b = s[j - 1];
-        if (is_cont(b)) continue;
-        int len = lead_len(b);
-        size_t have = n - (j - 1);
-        if (len >= 2 && have < (size_t)len && prefix_ok(s + j - 1, have)) return j - 1;
-        return n;
-    }
-    return n;
-}

@@ -1,5 +1,5 @@
 /*
- * utf8.h - UTF-8 validation and the streaming "complete prefix" helper.
+ * utf8.h - UTF-8 validation.
  *
  * Valid UTF-8 here is RFC 3629 / Unicode Table 3-7: the shortest encoding
  * only (no overlongs such as C0 80 or E0 80 80), no UTF-16 surrogates
@@ -18,15 +18,5 @@
  * s may be NULL when n == 0.
  */
 GM_INTERNAL bool gm_utf8_valid(const char *s, size_t n, size_t *bad_offset);
-
-/*
- * Length of the longest prefix of s[0..n) that does not end inside a
- * still-incomplete multi-byte sequence, i.e. the bytes safe to emit while
- * streaming. Invalid bytes count as complete (emitted as they are) so
- * garbage never stalls a stream; only a truncated-but-so-far-valid
- * sequence at the very end (at most 3 bytes) is held back. Returns a value
- * in [n - 3, n] (clamped at 0).
- */
-GM_INTERNAL size_t gm_utf8_complete_len(const char *s, size_t n);
 
 #endif /* GM_UTF8_H */

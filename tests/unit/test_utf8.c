@@ -59,52 +59,6 @@ static void test_valid_table(void) {
     CHECK(gm_utf8_valid(NULL, 0, NULL), "NULL, 0 is valid");
 }
 
-/* Offsets where a character starts in s[0..n) (plus n). */
-static bool is_boundary(const unsigned char *s, size_t n, size_t k) {
-    return k == n || (s[k] & 0xC0) != 0x80;
-}
-
-static void test_complete_len_splits(void) {
-    /* a, é (2), € (3), 😀 (4), 中 (3), \n, 𝄞 (4), ü (2) */
-    const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xe4\xb8\xad\n\xf0\x9d\x84\x9e\xc3\xbc";
-    size_t n = strlen(s);
-    for (size_t k = 0; k <= n; k++) {
-        size_t want = k;
-        while (!is_boundary((const unsigned char *)s, n, want)) want--;
-        size_t got = gm_utf8_complete_len(s, k);
-        CHECK(got == want, "split at %zu: complete_len %zu, want %zu", k, got, want);
-        /* Streaming: emitting the complete part then the rest reassembles the input. */
-        CHECK(gm_utf8_valid(s, got, NULL), "split at %zu: emitted prefix is valid", k);
-    }
-}
-
-static void test_complete_len_garbage(void) {
-    struct { const char *s; size_t n, want; const char *what; } t[] = {
-        {"", 0, 0, "empty"},
-        {"abc", 3, 3, "ascii"},
-        {"ab\x80", 3, 3, "lone continuation is emitted"},
-        {"\x80\x80\x80", 3, 3, "three continuations"},
-        {"ab\xff", 3, 3, "FF is emitted"},
-        {"ab\xc0", 3, 3, "C0 is emitted"},
-        {"ab\xf5", 3, 3, "F5 is emitted"},
-        {"ab\xe0\x80", 4, 4, "E0 80 can never be valid"},
-        {"ab\xed\xa0", 4, 4, "surrogate prefix is emitted"},
-        {"ab\xf4\x90", 4, 4, "F4 90 is emitted"},
-        {"ab\xe2\x41", 4, 4, "broken by ASCII"},
-        {"ab\xe2", 3, 2, "E2 held"},
-        {"ab\xe0\xa0", 4, 2, "E0 A0 held"},
-        {"ab\xf0\x9f\x98", 5, 2, "F0 9F 98 held"},
-        {"\xf0\x9f\x98", 3, 0, "only a partial sequence"},
-        {"\xc3\xa9\x80", 3, 3, "complete + stray continuation"},
-        {"\xf0\x9f\x98\x80\x80", 5, 5, "4-byte + stray continuation"},
-        {"\xe2\xf0\x9f", 3, 1, "broken lead then partial"},
-    };
-    for (size_t i = 0; i < GM_ARRAY_LEN(t); i++) {
-        size_t got = gm_utf8_complete_len(t[i].s, t[i].n);
-        CHECK(got == t[i].want, "%s: %zu, want %zu", t[i].what, got, t[i].want);
-    }
-}
-
 /* Independent reference: is b[0..n) exactly one valid encoded code point?
  * Decodes by the bit patterns, then rejects overlongs, surrogates and
  * values above U+10FFFF by arithmetic on the code point. */
@@ -157,7 +111,6 @@ static void test_exhaustive(void) {
         size_t n;
         encode(cp, b, &n);
         bad += valid(b, n) == (cp >= 0xD800 && cp <= 0xDFFF);
-        bad += gm_utf8_complete_len((const char *)b, n) != n;
     }
     CHECK(bad == 0, "%d code points misjudged", bad);
     bad = 0;
@@ -183,8 +136,6 @@ static void test_exhaustive(void) {
 
 int main(void) {
     test_valid_table();
-    test_complete_len_splits();
-    test_complete_len_garbage();
     test_exhaustive();
     return gm_test_summary();
 }
