@@ -8,6 +8,7 @@
  * header may change length).
  */
 #include "gemma3n.h"
+#include "gm_internal.h"
 #include "test_util.h"
 
 #include <sys/stat.h>
@@ -17,18 +18,10 @@
 
 static char tmp_root[256];
 
+/* A whole file, NUL-terminated (the core's gm_read_file); NULL if unreadable. Free with gm_free. */
 static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) { free(buf); buf = NULL; }
-    if (buf) buf[size] = 0;
-    fclose(f);
-    *n = (size_t)size;
-    return buf;
+    char *data;
+    return gm_read_file(path, &data, n, NULL) == GM_OK ? data : NULL;
 }
 
 static void write_all(const char *path, const void *data, size_t n) {
@@ -60,7 +53,7 @@ static const char *make_dir(const char *name, const char *config, const char *he
     char *orig_cfg = read_all(test_path(SRC "/config.json"), &n);
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_all(path, config ? config : orig_cfg, strlen(config ? config : orig_cfg));
-    free(orig_cfg);
+    gm_free(orig_cfg);
     size_t st_n;
     char *st = read_all(test_path(SRC "/model.safetensors"), &st_n);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -77,7 +70,7 @@ static const char *make_dir(const char *name, const char *config, const char *he
         fwrite(st + 8 + old_len, 1, st_n - 8 - old_len, f);
         fclose(f);
     } else write_all(path, st, st_n);
-    free(st);
+    gm_free(st);
     return dir;
 }
 
@@ -89,7 +82,7 @@ static char *original_header(void) {
     char *h = malloc(len + 1);
     memcpy(h, st + 8, len);
     h[len] = 0;
-    free(st);
+    gm_free(st);
     return h;
 }
 
@@ -131,7 +124,7 @@ static void test_config_errors(void) {
     expect_open_fails(make_dir("mtype", bad, NULL, NULL, 0), GM_ERR_UNSUPPORTED, "model_type 'llama'");
     free(step1);
     free(bad);
-    free(cfg);
+    gm_free(cfg);
 }
 
 static void test_safetensors_errors(void) {
@@ -171,7 +164,7 @@ static void test_safetensors_errors(void) {
     size_t n;
     char *st = read_all(test_path(SRC "/model.safetensors"), &n);
     expect_open_fails(make_dir("trunc", NULL, NULL, st, n / 2), GM_ERR_FORMAT, "truncated");
-    free(st);
+    gm_free(st);
 }
 
 static void test_session_errors(void) {

@@ -32,18 +32,10 @@ static char tmp_root[256];
 
 /* ---- helpers ---- */
 
+/* A whole file, NUL-terminated (the core's gm_read_file); NULL if unreadable. Free with gm_free. */
 static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) { free(buf); buf = NULL; }
-    if (buf) buf[size] = 0;
-    fclose(f);
-    *n = (size_t)size;
-    return buf;
+    char *data;
+    return gm_read_file(path, &data, n, NULL) == GM_OK ? data : NULL;
 }
 
 static const char *sub_dir(const char *name) {
@@ -87,8 +79,8 @@ static bool same_file(const char *dir_a, const char *dir_b, const char *name) {
     size_t na, nb;
     char *a = read_all(pa, &na), *b = read_all(pb, &nb);
     bool same = a && b && na == nb && memcmp(a, b, na) == 0;
-    free(a);
-    free(b);
+    gm_free(a);
+    gm_free(b);
     return same;
 }
 
@@ -167,7 +159,7 @@ static void check_index(const char *dir, const gm_synth_tensor *t, size_t n, con
     CHECK(sorted, "weight_map keys are not sorted");
     CHECK(where_ok, "weight_map names a shard that does not hold the tensor");
     gm_json_free(&j);
-    free(text);
+    gm_free(text);
 }
 
 /* Every tensor once, BF16, right shape, values = gm_f32_to_bf16(gm_synth_values). */
@@ -569,7 +561,7 @@ static void remove_stale_runs(void) {
         size_t n;
         char *text = read_all(pid_path, &n);
         long pid = text ? strtol(text, NULL, 10) : 0;
-        free(text);
+        gm_free(text);
         if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
             fprintf(stderr, "removing %s, left by a killed run\n", dir);
             remove_dir(dir);
@@ -654,6 +646,6 @@ int main(int argc, char **argv) {
     rmdir(tmp_root);
     gm_st_close(&st);
     free(t);
-    free(config);
+    gm_free(config);
     return gm_test_summary();
 }
