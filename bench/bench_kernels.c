@@ -15,6 +15,7 @@
  * (other processes on the machine only ever make a round slower).
  */
 #include "kernels.h"
+#include "pack.h"
 #include "quant.h"
 #include "threadpool.h"
 
@@ -104,6 +105,7 @@ typedef struct wkind {
 static const wkind kinds[] = {
     {"bf16", GM_KERN_BF16, 2, 1},      {"q8_0", GM_KERN_Q8_0, 34, 32},  {"q4_0", GM_KERN_Q4_0, 18, 32},
     {"f16", GM_KERN_F16, 2, 1},        {"f32", GM_KERN_F32, 4, 1},      {"bf16xbf16", GM_KERN_BF16_BF16, 2, 1},
+    {"q4_0x16", GM_KERN_Q4_0X16, 18, 32}, /* Q4_0 packed at load (pack.h), variants with matmul_q4_0x16 */
 };
 
 /* One matrix of random, well-scaled weights (no NaN / subnormal slow paths). */
@@ -128,6 +130,7 @@ static void fill_matrix(const wkind *kd, void *W, int64_t rows, int64_t cols) {
         }
         break;
     case GM_KERN_Q4_0:
+    case GM_KERN_Q4_0X16: /* packed by the caller */
         for (int64_t b = 0; b < n / 32; b++) {
             gm_block_q4_0 *blk = (gm_block_q4_0 *)W + b;
             blk->d = gm_f32_to_f16(0.01f);
@@ -209,6 +212,9 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < cols; i++) xf[i] = rng_unit();
     gm_kernels_ref.f32_to_bf16(xf, xb, cols);
     gm_kernels_ref.quantize_row_q8_0(xf, xq, cols);
+    int32_t *xsum = malloc((size_t)(cols / 32) * sizeof *xsum);
+    if (!xsum) return 1;
+    gm_q8_0_block_sums(xq, cols, xsum);
 
     printf("gemv %lld x %lld: GB/s of weights (%% of the streaming bandwidth with as many threads)\n",
            (long long)rows, (long long)cols);
@@ -227,13 +233,22 @@ int main(int argc, char **argv) {
             if (c == 0) fill_matrix(kd, mats[0], rows, cols);
             else memcpy(mats[c], mats[0], mat_bytes);
         }
+        if (kd->type == GM_KERN_Q4_0X16 && rows % GM_PACK_ROWS == 0) {
+            void *row_major = malloc(mat_bytes);
+            if (!row_major) return 1;
+            memcpy(row_major, mats[0], mat_bytes);
+            for (int c = 0; c < copies; c++) gm_pack_q4_0x16(row_major, cols / 32, mats[c], 0, rows / GM_PACK_ROWS);
+            free(row_major);
+        }
         const void *x = kd->type == GM_KERN_BF16_BF16 ? (const void *)xb
-                        : kd->type == GM_KERN_Q8_0 || kd->type == GM_KERN_Q4_0 ? (const void *)xq
+                        : kd->type == GM_KERN_Q8_0 || kd->type == GM_KERN_Q4_0 || kd->type == GM_KERN_Q4_0X16
+                            ? (const void *)xq
                                                                                : (const void *)xf;
         for (int v = 0; v < gm_kern_variant_count(); v++) {
             const gm_kernels *k = gm_kern_variant(v);
             if (!k || (only && strcmp(only, k->name) != 0)) continue;
-            gm_kern_gemv_job job = {k, kd->type, mats[0], cols, x, cols, y, rows, 0};
+            if (kd->type == GM_KERN_Q4_0X16 && (!k->matmul_q4_0x16 || rows % GM_PACK_ROWS)) continue;
+            gm_kern_gemv_job job = {k, kd->type, mats[0], cols, x, cols, y, rows, 0, xsum};
             const bool slow = k == &gm_kernels_ref;
             const int rr = slow ? 1 : rounds;
             const double ms = slow ? 0.0 : min_s;
@@ -252,6 +267,7 @@ int main(int argc, char **argv) {
     free(xf);
     free(xb);
     free(xq);
+    free(xsum);
     free(y);
     gm_pool_free(pool);
     return 0;

@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#if defined(__unix__)
+#include <sys/mman.h>
+#endif
+
 #ifdef GM_TEST_ALLOC_FAIL
 #include <stdatomic.h>
 /* Test-only: allocation countdown; 0 = never fail. Not compiled into releases. */
@@ -41,6 +45,19 @@ void *gm_aligned_alloc(size_t size) {
     return p;
 }
 void gm_aligned_free(void *ptr) { free(ptr); }
+
+#define GM_HUGE_PAGE ((size_t)2 << 20)
+
+void *gm_alloc_weights(size_t size) {
+    if (size < GM_HUGE_PAGE) return gm_aligned_alloc(size);
+    if (should_fail() || size > SIZE_MAX - GM_HUGE_PAGE) return NULL;
+    size_t rounded = (size + GM_HUGE_PAGE - 1) & ~(GM_HUGE_PAGE - 1);
+    void *p = aligned_alloc(GM_HUGE_PAGE, rounded); /* glibc maps sizes this large: pages come zeroed, lazily */
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 char *gm_strndup(const char *s, size_t n) {
     char *d = gm_malloc(n + 1);

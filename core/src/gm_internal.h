@@ -51,6 +51,11 @@ GM_INTERNAL void gm_free(void *ptr);
 /* 64-byte aligned, zeroed; NULL on overflow or failure. Free with gm_aligned_free. */
 GM_INTERNAL void *gm_aligned_alloc(size_t size);
 GM_INTERNAL void gm_aligned_free(void *ptr);
+/* A big weight copy the caller fills completely: from 2 MiB on, 2 MiB aligned
+ * with transparent huge pages advised (fewer page faults at load, fewer TLB
+ * misses in the GEMVs) and not zeroed by us; smaller: gm_aligned_alloc.
+ * Free with gm_aligned_free. */
+GM_INTERNAL void *gm_alloc_weights(size_t size);
 GM_INTERNAL char *gm_strndup(const char *s, size_t n);
 /* Overflow-checked a*b: false on overflow. */
 static inline bool gm_mul_size(size_t a, size_t b, size_t *out) {
@@ -136,15 +141,23 @@ GM_INTERNAL void gm_to_f32(gm_dtype t, const void *src, float *dst, size_t n);
 
 /* ---- weight matrices ---- */
 
+/* How a matrix's bytes are arranged. */
+typedef enum gm_layout {
+    GM_LAYOUT_ROWS = 0,  /* row-major, as stored in the checkpoint */
+    GM_LAYOUT_Q4_0X16    /* Q4_0 rows interleaved by 16 (pack.h); row_stride == cols */
+} gm_layout;
+
 /*
- * A 2-D weight [rows, cols] in row-major order as stored in the checkpoint
- * (PyTorch nn.Linear layout: [out_features, in_features]). `data` points
- * into the mapped file (or into an aligned copy when the file's bytes are
- * misaligned for the type); `row_stride` is in elements (a multiple of the
- * block size for Q8_0/Q4_0).
+ * A 2-D weight [rows, cols], by default in row-major order as stored in the
+ * checkpoint (PyTorch nn.Linear layout: [out_features, in_features]).
+ * `data` points into the mapped file (or into an aligned copy when the
+ * file's bytes are misaligned for the type, or into the model's converted /
+ * packed copy); `row_stride` is in elements (a multiple of the block size
+ * for Q8_0/Q4_0). Read rows through gm_matrix_row, which knows the layouts.
  */
 typedef struct gm_matrix {
     gm_dtype type;
+    gm_layout layout;
     int64_t rows, cols;
     int64_t row_stride;
     const void *data;

@@ -20,6 +20,7 @@
  * 4 at a time and 1 at a time run the same per-row operations.
  */
 #include "kernels.h"
+#include "pack.h"
 #include "quant.h"
 
 #include <math.h>
@@ -387,6 +388,114 @@ static float vnni_dot_q4_0_q8_0(const void *w, const void *x, int64_t n) {
     return y;
 }
 
+/* ---- packed Q4_0x16 (pack.h) x Q8_0: 16 rows per register, vpdpbusd only ---- */
+
+/* acc += per lane the sum of 4 products u8 * s8 (vpdpbusd; VNNI tables only). */
+INLINE __m512i dpbusd(__m512i acc, __m512i u, __m512i s) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+    return acc;
+}
+
+/* The 8 activation words of a Q8_0 block, each broadcast to 16 lanes: bytes 4i..4i+3 in word i. */
+INLINE __m512i x_word(const gm_block_q8_0 *x, int i) {
+    return _mm512_broadcastd_epi32(_mm_loadu_si32(x->qs + 4 * i)); /* vpbroadcastd from memory: a load, no shuffle */
+}
+INLINE void x_words(const gm_block_q8_0 *x, __m512i *w) {
+    UNROLL for (int i = 0; i < 8; i++) w[i] = x_word(x, i);
+}
+
+/* int32 block sums of 16 rows: -8 sum(x) + nibbles . x (low nibbles: elements 4q.., high: 16 + 4q..). */
+INLINE __m512i tile_sumi(const gm_tile_q4_0x16 *t, const __m512i *xw, int32_t xsum) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i s = _mm512_set1_epi32(-8 * xsum);
+    UNROLL for (int q = 0; q < 4; q++) {
+        const __m512i v = _mm512_loadu_si512(t->qs[q]);
+        s = dpbusd(s, _mm512_and_si512(v, m4), xw[q]);
+        s = dpbusd(s, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xw[4 + q]);
+    }
+    return s;
+}
+
+/* acc + (f32)sumi * (d_w * d_x): the reference's operations, unfused. */
+INLINE __m512 tile_acc(__m512 acc, const gm_tile_q4_0x16 *t, __m512i sumi, __m512 dx) {
+    const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)t->d)), dx);
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(sumi), d));
+}
+
+INLINE void store_rows(float *y, int64_t r, int64_t r1, __m512 v) {
+    _mm512_mask_storeu_ps(y + r, r1 - r >= 16 ? (__mmask16)0xFFFF : mask16(r1 - r), v);
+}
+
+/* One activation row, NG groups at once (independent accumulation chains; every x word loaded once). */
+INLINE void packed_gemv_groups(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *x, const int32_t *xsum,
+                               int64_t nb, float *y, int64_t g, int ng, int64_t r1) {
+    __m512 acc[4];
+    UNROLL for (int k = 0; k < ng; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xw[8];
+        x_words(&x[b], xw);
+        const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[b].d));
+        UNROLL for (int k = 0; k < ng; k++) {
+            const gm_tile_q4_0x16 *t = &P[(g + k) * nbl + b];
+            acc[k] = tile_acc(acc[k], t, tile_sumi(t, xw, xsum[b]), dx);
+        }
+    }
+    UNROLL for (int k = 0; k < ng; k++) store_rows(y, (g + k) * 16, r1, acc[k]);
+}
+
+/* NT activation rows through one group: its nibbles are decoded once per block for all NT rows. */
+INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *X, const int32_t *xsum,
+                              int64_t nb, int nt, float *Y, int64_t ldy, int64_t g, int64_t r1) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[8];
+    UNROLL for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const gm_tile_q4_0x16 *tile = &P[g * nbl + b];
+        __m512i lo[4], hi[4];
+        UNROLL for (int q = 0; q < 4; q++) {
+            const __m512i v = _mm512_loadu_si512(tile->qs[q]);
+            lo[q] = _mm512_and_si512(v, m4);
+            hi[q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tile->d));
+        UNROLL for (int t = 0; t < nt; t++) {
+            const gm_block_q8_0 *x = &X[t * nb + b];
+            __m512i s = _mm512_set1_epi32(-8 * xsum[t * nb + b]);
+            UNROLL for (int q = 0; q < 4; q++) {
+                s = dpbusd(s, lo[q], x_word(x, q));
+                s = dpbusd(s, hi[q], x_word(x, 4 + q));
+            }
+            const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(x->d)));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+        }
+    }
+    UNROLL for (int t = 0; t < nt; t++) store_rows(Y + t * ldy, g * 16, r1, acc[t]);
+}
+
+#define GM_PACKED_NT 8 /* activation rows per pass of packed_gemm_group (accumulators in registers) */
+
+static void vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const int32_t *xsum, int64_t nb,
+                                int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    const gm_tile_q4_0x16 *P = Pv;
+    const gm_block_q8_0 *X = Xv;
+    const int64_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
+    if (T == 1) {
+        int64_t g = g0;
+        for (; g + 4 <= g1; g += 4) packed_gemv_groups(P, nbl, X, xsum, nb, Y, g, 4, r1);
+        for (; g < g1; g++) packed_gemv_groups(P, nbl, X, xsum, nb, Y, g, 1, r1);
+        return;
+    }
+    for (int64_t g = g0; g < g1; g++) { /* a group's tiles stay in L2 while every activation row passes */
+        for (int64_t t = 0; t < T; t += GM_PACKED_NT) {
+            const int nt = (int)GM_MIN(GM_PACKED_NT, T - t);
+            if (nt == GM_PACKED_NT)
+                packed_gemm_group(P, nbl, X + t * nb, xsum + t * nb, nb, GM_PACKED_NT, Y + t * ldy, ldy, g, r1);
+            else
+                packed_gemm_group(P, nbl, X + t * nb, xsum + t * nb, nb, nt, Y + t * ldy, ldy, g, r1);
+        }
+    }
+}
+
 /* ---- activation conversion ---- */
 
 /* roundf (halves away from zero) for |v| < 2^23: trunc, +-1 if |fraction| >= 1/2 (exact). */
@@ -607,6 +716,7 @@ const gm_kernels gm_kernels_avx512_vnni = {
     .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
+    .matmul_q4_0x16 = vnni_matmul_q4_0x16,
 };
 
 const gm_kernels gm_kernels_avx512_bf16 = {
@@ -618,6 +728,7 @@ const gm_kernels gm_kernels_avx512_bf16 = {
     .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
+    .matmul_q4_0x16 = vnni_matmul_q4_0x16,
 };
 
 #undef AVX512_COMMON

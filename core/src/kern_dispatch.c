@@ -214,10 +214,11 @@ int gm_kern_gemv_plan(gm_kern_gemv_job *job, int n_threads) {
      * blocks of at least 16 rows (a multiple of 4: the SIMD GEMVs do 4 rows a pass). */
     int64_t per = job->rows / ((int64_t)n_threads * 8);
     per = per < 16 ? 16 : (per + 3) / 4 * 4;
+    if (job->type == GM_KERN_Q4_0X16) per = (per + 15) / 16 * 16; /* whole tile groups */
     int64_t tasks = (job->rows + per - 1) / per;
     if (tasks > INT32_MAX) { /* absurd row counts: fewer, larger blocks */
         per = (job->rows + INT32_MAX - 1) / INT32_MAX;
-        per = (per + 3) / 4 * 4;
+        per = (per + 15) / 16 * 16;
         tasks = (job->rows + per - 1) / per;
     }
     job->rows_per_task = per;
@@ -239,5 +240,8 @@ void gm_kern_gemv_task(void *ctx, int task, int n_tasks, int thread) {
     case GM_KERN_BF16_BF16: k->gemv_bf16_bf16(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
     case GM_KERN_Q8_0: k->gemv_q8_0(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
     case GM_KERN_Q4_0: k->gemv_q4_0(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
+    case GM_KERN_Q4_0X16:
+        k->matmul_q4_0x16(j->W, j->ld / 32, j->x, j->xsum, j->n / 32, 1, j->y, j->rows, r0, r1);
+        break;
     }
 }

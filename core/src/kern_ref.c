@@ -10,6 +10,7 @@
  * definition of the Q8_0 / Q4_0 math in the project.
  */
 #include "kernels.h"
+#include "pack.h"
 #include "quant.h"
 
 #include <math.h>
@@ -165,6 +166,7 @@ const gm_kernels gm_kernels_ref = {
     .gemv_bf16_bf16 = ref_gemv_bf16_bf16,
     .gemv_q8_0 = ref_gemv_q8_0,
     .gemv_q4_0 = ref_gemv_q4_0,
+    .matmul_q4_0x16 = gm_matmul_q4_0x16_ref,
     .quantize_row_q8_0 = ref_quantize_row_q8_0,
     .f32_to_bf16 = ref_f32_to_bf16,
     .axpy = ref_axpy,

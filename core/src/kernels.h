@@ -102,6 +102,21 @@ typedef struct gm_kernels {
     void (*gemv_q4_0)(const void *W, int64_t ld, const void *x, int64_t n, float *y, int64_t r0,
                       int64_t r1);
 
+    /*
+     * ---- packed Q4_0 (pack.h's Q4_0x16 tiles) x Q8_0 activations ----
+     * Y[t * ldy + r] = dot(row r, activation row t) for t < T, r0 <= r < r1.
+     * P: the matrix's tiles, nbl per group of 16 rows. X: T rows of nb Q8_0
+     * blocks each (from quantize_row_q8_0; nb <= nbl: a column prefix);
+     * xsum: T rows of nb block sums (gm_q8_0_block_sums). r0 is a multiple
+     * of 16; the rest of r1's group is computed but not stored.
+     * Every variant gives exactly the ref table's dot_q4_0_q8_0 bits for the
+     * same row (same int32 block sums, same f32 order; pack.h), for any T
+     * and any split of the rows. NULL in variants without a packed kernel:
+     * the model then leaves its Q4_0 matrices row-major (model.c).
+     */
+    void (*matmul_q4_0x16)(const void *P, int64_t nbl, const void *X, const int32_t *xsum, int64_t nb, int64_t T,
+                           float *Y, int64_t ldy, int64_t r0, int64_t r1);
+
     /* ---- activation conversion (once per row, before a GEMV) ---- */
     /* ggml block_q8_0 (n / 32 blocks), bit-identical to gm_quantize_row_q8_0. */
     void (*quantize_row_q8_0)(const float *x, void *blocks, int64_t n);
@@ -167,8 +182,9 @@ GM_INTERNAL const char *gm_kern_cpu_features(void);
  *     int n_tasks = gm_kern_gemv_plan(&job, gm_pool_n_threads(pool));
  *     gm_pool_run(pool, gm_kern_gemv_task, &job, n_tasks);
  *
- * Every task writes a disjoint range of y (a multiple of 4 rows, except the
- * last), so the result does not depend on the thread count or schedule.
+ * Every task writes a disjoint range of y (a multiple of 4 rows, 16 for
+ * packed weights, except the last), so the result does not depend on the
+ * thread count or schedule.
  */
 typedef enum gm_kern_wtype {
     GM_KERN_F32,       /* W f32,      x f32 */
@@ -176,7 +192,8 @@ typedef enum gm_kern_wtype {
     GM_KERN_F16,       /* W f16,      x f32 */
     GM_KERN_BF16_BF16, /* W bf16,     x bf16 (f32_to_bf16) */
     GM_KERN_Q8_0,      /* W Q8_0,     x Q8_0 (quantize_row_q8_0) */
-    GM_KERN_Q4_0       /* W Q4_0,     x Q8_0 */
+    GM_KERN_Q4_0,      /* W Q4_0,     x Q8_0 */
+    GM_KERN_Q4_0X16    /* W Q4_0x16 tiles (pack.h; ld = columns), x Q8_0 + xsum; needs matmul_q4_0x16 */
 } gm_kern_wtype;
 
 typedef struct gm_kern_gemv_job {
@@ -189,6 +206,7 @@ typedef struct gm_kern_gemv_job {
     float *y;              /* rows outputs */
     int64_t rows;
     int64_t rows_per_task; /* set by gm_kern_gemv_plan */
+    const int32_t *xsum;   /* GM_KERN_Q4_0X16: x's block sums (gm_q8_0_block_sums) */
 } gm_kern_gemv_job;
 
 /* Sets job->rows_per_task for n_threads threads; returns the task count (0 if rows == 0). */

@@ -2,6 +2,7 @@
 #include "matmul.h"
 
 #include "ops.h"
+#include "pack.h"
 #include "quant.h"
 
 #ifdef GM_USE_BLAS
@@ -21,10 +22,12 @@ gm_status gm_matmul_init(gm_matmul_ctx *c, int64_t max_cols, int n_threads, gm_e
     if (!gm_mul_size((size_t)GM_GEMM_BLOCK_ROWS * sizeof(float), (size_t)max_cols, &widen_bytes))
         return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "matrix too wide (%lld columns)", (long long)max_cols);
     c->widen = gm_aligned_alloc(widen_bytes);
-    c->xq = gm_aligned_alloc((size_t)(max_cols / 32 + 1) * sizeof(gm_block_q8_0));
+    const size_t blocks = (size_t)(max_cols / 32 + 1) * GM_MATMUL_QROWS;
+    c->xq = gm_aligned_alloc(blocks * sizeof(gm_block_q8_0));
+    c->xsum = gm_aligned_alloc(blocks * sizeof(int32_t));
     if (n_threads <= 0) n_threads = gm_cpu_count();
     if (n_threads > 1) c->pool = gm_pool_create(n_threads);
-    if (!c->widen || !c->xq || (n_threads > 1 && !c->pool)) {
+    if (!c->widen || !c->xq || !c->xsum || (n_threads > 1 && !c->pool)) {
         gm_matmul_free(c);
         return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory (matmul scratch / %d threads)", n_threads);
     }
@@ -35,11 +38,13 @@ void gm_matmul_free(gm_matmul_ctx *c) {
     gm_pool_free(c->pool);
     gm_aligned_free(c->widen);
     gm_aligned_free(c->xq);
+    gm_aligned_free(c->xsum);
     memset(c, 0, sizeof *c);
 }
 
-static gm_kern_wtype kernel_type(gm_dtype t) {
-    switch (t) {
+static gm_kern_wtype kernel_type(const gm_matrix *W) {
+    if (W->layout == GM_LAYOUT_Q4_0X16) return GM_KERN_Q4_0X16;
+    switch (W->type) {
     case GM_DTYPE_BF16: return GM_KERN_BF16;
     case GM_DTYPE_F16: return GM_KERN_F16;
     case GM_DTYPE_Q8_0: return GM_KERN_Q8_0;
@@ -50,10 +55,14 @@ static gm_kern_wtype kernel_type(gm_dtype t) {
 
 /* y = W[0:out, 0:in] x, rows split over the pool (kernels.h's threaded GEMV). */
 static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *x, float *y) {
-    gm_kern_gemv_job job = {c->k, kernel_type(W->type), W->data, W->row_stride, x, in, y, out, 0};
+    gm_kern_gemv_job job = {c->k, kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL};
     if (gm_dtype_block(W->type) > 1) {
         c->k->quantize_row_q8_0(x, c->xq, in); /* ggml's vec_dot_type for Q8_0 / Q4_0 weights */
         job.x = c->xq;
+    }
+    if (job.type == GM_KERN_Q4_0X16) {
+        gm_q8_0_block_sums(c->xq, in, c->xsum);
+        job.xsum = c->xsum;
     }
     int threads = out * in < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
     int n_tasks = gm_kern_gemv_plan(&job, threads);
@@ -62,6 +71,55 @@ static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_
         return;
     }
     gm_pool_run(c->pool, gm_kern_gemv_task, &job, n_tasks);
+}
+
+/* ---- packed Q4_0x16: groups of 16 rows over the pool ---- */
+
+typedef struct packed_job {
+    const gm_kernels *k;
+    const gm_matrix *W;
+    const void *X;           /* T rows of nb Q8_0 blocks */
+    const int32_t *xsum;     /* [T][nb] */
+    int64_t nb, T, out;
+    float *Y;                /* [T][out] */
+    int64_t groups_per_task;
+} packed_job;
+
+static void packed_task(void *ctx, int task, int n_tasks, int thread) {
+    const packed_job *j = ctx;
+    (void)n_tasks;
+    (void)thread;
+    const int64_t r0 = (int64_t)task * j->groups_per_task * GM_PACK_ROWS;
+    const int64_t r1 = GM_MIN(r0 + j->groups_per_task * GM_PACK_ROWS, j->out);
+    if (r0 < r1)
+        j->k->matmul_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->X, j->xsum, j->nb, j->T, j->Y, j->out, r0, r1);
+}
+
+/*
+ * Y[T, out] for a packed matrix and T > 1 (one row goes through gemv),
+ * GM_MATMUL_QROWS activation rows at a time, 2 tasks per thread (long
+ * tasks: a group's tiles are decoded once for all those rows).
+ */
+static void packed_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
+                          int64_t T, float *Y) {
+    const int64_t nb = in / GM_QK4_0, groups = (out + GM_PACK_ROWS - 1) / GM_PACK_ROWS;
+    const int threads = (int64_t)out * in * T < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
+    for (int64_t t0 = 0; t0 < T; t0 += GM_MATMUL_QROWS) {
+        const int64_t nt = GM_MIN(GM_MATMUL_QROWS, T - t0);
+        gm_block_q8_0 *xq = c->xq;
+        for (int64_t t = 0; t < nt; t++) {
+            c->k->quantize_row_q8_0(X + (t0 + t) * in, xq + t * nb, in);
+            gm_q8_0_block_sums(xq + t * nb, in, c->xsum + t * nb);
+        }
+        packed_job job = {c->k, W, xq, c->xsum, nb, nt, out, Y + t0 * out, 0};
+        const int64_t want = (int64_t)threads * 2;
+        job.groups_per_task = (groups + want - 1) / want;
+        const int n_tasks = (int)((groups + job.groups_per_task - 1) / job.groups_per_task);
+        if (threads == 1)
+            for (int t = 0; t < n_tasks; t++) packed_task(&job, t, n_tasks, 0);
+        else
+            gm_pool_run(c->pool, packed_task, &job, n_tasks);
+    }
 }
 
 #ifdef GM_USE_BLAS
@@ -105,6 +163,10 @@ static int64_t gemm_min_batch(gm_dtype t) { return t == GM_DTYPE_F32 ? GM_GEMM_M
 
 void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
                float *Y) {
+    if (W->layout == GM_LAYOUT_Q4_0X16 && T > 1) {
+        packed_matmul(c, W, out, in, X, T, Y);
+        return;
+    }
 #ifdef GM_USE_BLAS
     if (T >= gemm_min_batch(W->type)) {
         gemm_blas(c, W, out, in, X, T, Y);

@@ -11,6 +11,11 @@
  * f32 in row blocks unless they already are f32. Decision: BLAS measured
  * faster than per-row quantized dots for batches on this class of CPU; the
  * pool's threads sleep while OpenBLAS runs its own.
+ * Packed Q4_0 matrices (GM_LAYOUT_Q4_0X16, pack.h) take the int8 path for
+ * any batch: activation rows quantized to Q8_0 once, then groups of 16
+ * weight rows split over the pool, each group's nibbles decoded once for
+ * up to 8 activation rows. Row r of token t then has exactly the bits of
+ * the reference dot, so a batched prefill equals token-by-token decoding.
  */
 #ifndef GM_MATMUL_H
 #define GM_MATMUL_H
@@ -19,12 +24,15 @@
 #include "threadpool.h"
 
 #define GM_GEMM_MIN_BATCH 4
+/* Activation rows quantized at a time for the packed int8 path. */
+#define GM_MATMUL_QROWS 64
 
 typedef struct gm_matmul_ctx {
     const gm_kernels *k;
     gm_pool *pool;      /* NULL: the calling thread does everything */
     float *widen;       /* [GM_GEMM_BLOCK_ROWS * max_cols] weight rows widened for sgemm */
-    void *xq;           /* one activation row as Q8_0 blocks [max_cols / 32] */
+    void *xq;           /* activation rows as Q8_0 blocks [GM_MATMUL_QROWS][max_cols / 32] */
+    int32_t *xsum;      /* their block sums [GM_MATMUL_QROWS][max_cols / 32] (packed kernels) */
     int64_t max_cols;
 } gm_matmul_ctx;
 

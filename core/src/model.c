@@ -8,10 +8,12 @@
 #include "model.h"
 
 #include "gguf_model.h"
+#include "kernels.h"
 #include "matformer.h"
-
 #include "ops.h"
+#include "pack.h"
 #include "quant.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,9 +24,20 @@ gm_model_params gm_model_default_params(void) {
     return p;
 }
 
-/* ---- owned copies (widened vectors, aligned matrices) ---- */
+/* ---- owned copies (widened vectors, aligned, converted and packed matrices) ---- */
 
-static void *own(gm_model *m, size_t bytes) {
+/* Frees an owned copy before close (a matrix replaced by its packed copy). */
+static void disown(gm_model *m, const void *p) {
+    for (size_t i = m->n_owned; i-- > 0;) {
+        if (m->owned[i] == p) {
+            gm_aligned_free(m->owned[i]);
+            m->owned[i] = m->owned[--m->n_owned];
+            return;
+        }
+    }
+}
+
+static void *own_with(gm_model *m, size_t bytes, void *(*alloc)(size_t)) {
     if (m->n_owned == m->cap_owned) {
         size_t cap = m->cap_owned ? m->cap_owned * 2 : 256;
         void **n = gm_realloc(m->owned, cap * sizeof *n);
@@ -32,10 +45,15 @@ static void *own(gm_model *m, size_t bytes) {
         m->owned = n;
         m->cap_owned = cap;
     }
-    void *p = gm_aligned_alloc(bytes);
+    void *p = alloc(bytes);
     if (p) m->owned[m->n_owned++] = p;
     return p;
 }
+
+/* Zeroed, 64-byte aligned. */
+static void *own(gm_model *m, size_t bytes) { return own_with(m, bytes, gm_aligned_alloc); }
+/* Not zeroed, huge pages when big: for weight copies written in full right away. */
+static void *own_weights(gm_model *m, size_t bytes) { return own_with(m, bytes, gm_alloc_weights); }
 
 static const char *const format_names[] = {"stored", "f32", "f16", "bf16", "q8_0", "q4_0"};
 
@@ -80,6 +98,8 @@ typedef struct binder {
     gm_model *m;
     const char *prefix; /* "model.language_model." or "model." */
     bool convert;       /* apply the weight format to matrices bound now */
+    bool pack;          /* interleave Q4_0 matrices bound now for the packed kernels (pack.h) */
+    gm_pool *pool;      /* load-time threads for packing (NULL: the calling thread) */
     gm_error *err;
 } binder;
 
@@ -157,6 +177,45 @@ static gm_status apply_format(binder *b, gm_matrix *W) {
 /* Byte alignment the kernels need to read `t` in place (block types: the fp16 scale). */
 static size_t dtype_align(gm_dtype t) { return gm_dtype_block(t) > 1 ? 2 : gm_dtype_size(t); }
 
+/*
+ * Q4_0 matrices the products read become Q4_0x16 (pack.h) when the kernel
+ * table has a packed kernel: same bytes rearranged, an owned copy; the
+ * source (a converted copy, or mapped pages) is dropped right away, so the
+ * peak stays one matrix above the final size.
+ */
+typedef struct pack_job {
+    const gm_matrix *W;
+    gm_tile_q4_0x16 *P;
+} pack_job;
+
+static void pack_task(void *ctx, int task, int n_tasks, int thread) {
+    const pack_job *j = ctx;
+    const int64_t groups = j->W->rows / GM_PACK_ROWS;
+    (void)thread;
+    gm_pack_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->P, groups * task / n_tasks, groups * (task + 1) / n_tasks);
+}
+
+static gm_status pack_matrix(binder *b, gm_matrix *W, const void *mapped, size_t mapped_bytes) {
+    if (!b->pack || W->type != GM_DTYPE_Q4_0 || W->layout != GM_LAYOUT_ROWS || W->row_stride != W->cols ||
+        !gm_pack_q4_0x16_fits(W->rows, W->cols) || !gm_kern()->matmul_q4_0x16)
+        return GM_OK;
+    const size_t bytes = (size_t)W->rows * (size_t)(W->cols / GM_QK4_0) * sizeof(gm_block_q4_0);
+    gm_tile_q4_0x16 *P = own_weights(b->m, bytes);
+    if (!P) return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory packing a [%lld, %lld] Q4_0 matrix",
+                           (long long)W->rows, (long long)W->cols);
+    pack_job job = {W, P};
+    const int64_t groups = W->rows / GM_PACK_ROWS;
+    if (b->pool && groups >= 64) /* the pool's threads also take the new pages' faults */
+        gm_pool_run(b->pool, pack_task, &job, (int)GM_MIN(groups, 4 * gm_pool_n_threads(b->pool)));
+    else
+        pack_task(&job, 0, 1, 0);
+    if (W->data == mapped) gm_release_pages(mapped, mapped_bytes);
+    else disown(b->m, W->data);
+    W->data = P;
+    W->layout = GM_LAYOUT_Q4_0X16;
+    return GM_OK;
+}
+
 /* A [rows, cols] matrix used in place when the mapping is aligned for its type. */
 static gm_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, gm_matrix *out) {
     gm_tensor_view t;
@@ -180,7 +239,7 @@ static gm_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t 
     /* Converted at load: the mapped source is never read again, so drop its
      * pages now instead of keeping both copies resident. */
     if (st2 == GM_OK && out->data != source && source == t.data) gm_release_pages(t.data, t.nbytes);
-    return st2;
+    return st2 == GM_OK ? pack_matrix(b, out, t.data, t.nbytes) : st2;
 }
 
 /* Widens any stored tensor of `n` elements to an owned f32 array. */
@@ -275,7 +334,12 @@ static gm_status bind_layer(binder *b, int l) {
     if ((st = bind_vector(b, NAME("pre_feedforward_layernorm.weight"), H, &lw->pre_ffw_norm))) return st;
     if ((st = bind_vector(b, NAME("post_feedforward_layernorm.weight"), H, &lw->post_ffw_norm))) return st;
     if ((st = bind_matrix(b, NAME("mlp.gate_proj.weight"), F, H, &lw->gate_proj))) return st;
-    if ((st = bind_matrix(b, NAME("mlp.up_proj.weight"), F, H, &lw->up_proj))) return st;
+    /* Sparse layers compute only the up rows whose gate survives the cutoff
+     * (matmul_sparse.h): row subsets need the row-major layout. */
+    b->pack = c->activation_sparsity[l] <= 0;
+    st = bind_matrix(b, NAME("mlp.up_proj.weight"), F, H, &lw->up_proj);
+    b->pack = true;
+    if (st != GM_OK) return st;
     if ((st = bind_matrix(b, NAME("mlp.down_proj.weight"), H, F, &lw->down_proj))) return st;
     if ((st = bind_matrix(b, NAME("per_layer_input_gate.weight"), P, H, &lw->per_layer_input_gate))) return st;
     if ((st = bind_matrix(b, NAME("per_layer_projection.weight"), H, P, &lw->per_layer_projection))) return st;
@@ -288,7 +352,10 @@ static gm_status bind_globals(binder *b) {
     gm_text_weights *w = &b->m->w;
     int64_t H = c->hidden_size, LP = (int64_t)c->num_layers * c->hidden_size_per_layer_input;
     gm_status st;
-    if ((st = bind_matrix(b, "embed_tokens.weight", c->vocab_size, H, &w->embed_tokens))) return st;
+    b->pack = false; /* TODO(lead): pack once gm_matrix_row reads packed rows */
+    st = bind_matrix(b, "embed_tokens.weight", c->vocab_size, H, &w->embed_tokens);
+    b->pack = true;
+    if (st != GM_OK) return st;
     b->convert = false; /* the per-layer embedding table stays mapped as stored (read a row per token) */
     st = bind_matrix(b, "embed_tokens_per_layer.weight", c->vocab_size_per_layer_input, LP, &w->embed_tokens_per_layer);
     b->convert = true;
@@ -337,12 +404,15 @@ static void count_params(gm_model *m, const char *prefix) {
 }
 
 static gm_status bind_all(gm_model *m, gm_error *err) {
-    binder b = {.m = m, .prefix = "model.language_model.", .convert = true, .err = err};
+    binder b = {.m = m, .prefix = "model.language_model.", .convert = true, .pack = true, .err = err};
+    int threads = m->params.n_threads > 0 ? m->params.n_threads : gm_cpu_count();
+    if (threads > 1 && gm_kern()->matmul_q4_0x16) b.pool = gm_pool_create(threads); /* NULL: packs serially */
     if (m->format == GM_FORMAT_HF_DIR && !gm_st_find(&m->st, "model.language_model.embed_tokens.weight") &&
         gm_st_find(&m->st, "model.embed_tokens.weight"))
         b.prefix = "model."; /* Gemma3nForCausalLM checkpoints */
     gm_status st = bind_globals(&b);
     for (int l = 0; l < m->cfg.num_layers && st == GM_OK; l++) st = bind_layer(&b, l);
+    gm_pool_free(b.pool);
     if (st != GM_OK) return st;
     m->prefix = b.prefix;
     count_params(m, b.prefix);

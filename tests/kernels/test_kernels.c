@@ -28,6 +28,7 @@
  * n crashes the test (under ASan, ASan's redzones do that job instead).
  */
 #include "kernels.h"
+#include "pack.h"
 #include "quant.h"
 #include "test_util.h"
 #include "threadpool.h"
@@ -357,6 +358,70 @@ static void test_quant_dots(const gm_kernels *k) {
     }
 }
 
+/*
+ * Packed Q4_0x16 (pack.h): every variant's matmul_q4_0x16 must give exactly
+ * the reference dot of the row-major original, for any T, column prefix,
+ * row range and output stride, and write nothing outside its rows.
+ */
+static void test_packed_q4(const gm_kernels *k) {
+    if (!k->matmul_q4_0x16) return;
+    static const int64_t shapes[][2] = {{16, 1}, {16, 2}, {32, 3}, {48, 8}, {80, 5}, {64, 33}, {128, 64}};
+    static const int64_t batches[] = {1, 2, 3, 7, 8, 9, 17};
+    for (size_t si = 0; si < GM_ARRAY_LEN(shapes); si++) {
+        const int64_t rows = shapes[si][0], nbl = shapes[si][1];
+        const size_t wbytes = (size_t)(rows * nbl) * sizeof(gm_block_q4_0);
+        gm_block_q4_0 *W = galloc(wbytes);
+        gm_tile_q4_0x16 *P = galloc(wbytes);
+        gm_block_q8_0 xrow[64];
+        for (int64_t r = 0; r < rows; r++) q_fill(true, W + r * nbl, xrow, nbl, si % 2 == 0);
+        gm_pack_q4_0x16(W, nbl, P, 0, rows / 16);
+        float want[32 * 64], got[32 * 64];
+        for (int64_t r = 0; r < rows; r++) { /* row access: the original row, dequantized */
+            gm_dequantize_row_q4_0(W + r * nbl, want, nbl * 32);
+            gm_q4_0x16_row(P, nbl, r, 0, nbl, got);
+            CHECK(memcmp(want, got, (size_t)nbl * 32 * sizeof(float)) == 0, "gm_q4_0x16_row %lld of [%lld, %lld]",
+                  (long long)r, (long long)rows, (long long)nbl * 32);
+        }
+        for (size_t bi = 0; bi < GM_ARRAY_LEN(batches); bi++) {
+            const int64_t T = batches[bi], nb = nbl - (int64_t)(bi % 2 && nbl > 1); /* a column prefix too */
+            const int64_t r0 = 16 * (int64_t)(bi % (size_t)(rows / 16)), r1 = rows - (int64_t)(bi % 5);
+            const int64_t ldy = rows + 3;
+            const size_t xbytes = (size_t)(T * nb) * sizeof(gm_block_q8_0);
+            gm_block_q8_0 *X = galloc(xbytes);
+            int32_t *xsum = galloc((size_t)(T * nb) * sizeof(int32_t));
+            float *Y = galloc((size_t)(T * ldy) * sizeof(float));
+            gm_block_q4_0 scratch[64];
+            for (int64_t t = 0; t < T; t++) q_fill(true, scratch, X + t * nb, nb, false);
+            for (int64_t t = 0; t < T; t++) gm_q8_0_block_sums(X + t * nb, nb * 32, xsum + t * nb);
+            for (int64_t i = 0; i < T * ldy; i++) Y[i] = SENTINEL;
+            k->matmul_q4_0x16(P, nbl, X, xsum, nb, T, Y, ldy, r0, r1);
+            int bad = 0;
+            for (int64_t t = 0; t < T; t++) {
+                for (int64_t r = 0; r < ldy; r++) {
+                    const float y = Y[t * ldy + r];
+                    if (r < r0 || r >= r1) {
+                        bad += y != SENTINEL;
+                        continue;
+                    }
+                    const float ref = gm_vec_dot_q4_0_q8_0(W + r * nbl, X + t * nb, nb * 32);
+                    if (!same_bits(y, ref) && bad++ < 3)
+                        printf("  %s packed q4 [%lld x %lld] T=%lld nb=%lld row %lld tok %lld: %.9g, ref %.9g\n",
+                               k->name, (long long)rows, (long long)nbl, (long long)T, (long long)nb, (long long)r,
+                               (long long)t, y, ref);
+                }
+            }
+            CHECK(bad == 0, "%s matmul_q4_0x16 [%lld x %lld] T=%lld nb=%lld rows [%lld, %lld): %d wrong", k->name,
+                  (long long)rows, (long long)nbl * 32, (long long)T, (long long)nb, (long long)r0, (long long)r1,
+                  bad);
+            gfree(X, xbytes);
+            gfree(xsum, (size_t)(T * nb) * sizeof(int32_t));
+            gfree(Y, (size_t)(T * ldy) * sizeof(float));
+        }
+        gfree(W, wbytes);
+        gfree(P, wbytes);
+    }
+}
+
 /* Blocks that exercise rounding ties, zero, huge / tiny scales and non-finite input. */
 static void fill_quant_input(float *v, int64_t nb) {
     for (int64_t b = 0; b < nb; b++) {
@@ -643,12 +708,27 @@ static void test_threaded_gemv(const gm_kernels *k, gm_pool *pool) {
     float *y1 = malloc((size_t)rows * sizeof *y1), *y2 = malloc((size_t)rows * sizeof *y2);
     for (int64_t r = 0; r < rows; r++) q_fill(true, W + r * (n / 32), x, n / 32, false);
     k->gemv_q4_0(W, n, x, n, y1, 0, rows);
-    gm_kern_gemv_job job = {k, GM_KERN_Q4_0, W, n, x, n, y2, rows, 0};
+    gm_kern_gemv_job job = {k, GM_KERN_Q4_0, W, n, x, n, y2, rows, 0, NULL};
     const int n_tasks = gm_kern_gemv_plan(&job, gm_pool_n_threads(pool));
     CHECK(n_tasks >= 1 && job.rows_per_task % 4 == 0 && n_tasks * job.rows_per_task >= rows,
           "gemv plan: %d tasks of %lld rows", n_tasks, (long long)job.rows_per_task);
     gm_pool_run(pool, gm_kern_gemv_task, &job, n_tasks);
     CHECK(memcmp(y1, y2, (size_t)rows * sizeof *y1) == 0, "%s threaded gemv differs from one call", k->name);
+    if (k->matmul_q4_0x16) { /* the packed layout through the same helper: the reference's bits in any split */
+        const int64_t prow = rows / 16 * 16;
+        gm_tile_q4_0x16 *P = malloc((size_t)(prow * n / 32) * sizeof *W);
+        int32_t xsum[320 / 32];
+        gm_pack_q4_0x16(W, n / 32, P, 0, prow / 16);
+        gm_q8_0_block_sums(x, n, xsum);
+        gm_kern_gemv_job pj = {k, GM_KERN_Q4_0X16, P, n, x, n, y2, prow, 0, xsum};
+        const int pt = gm_kern_gemv_plan(&pj, gm_pool_n_threads(pool));
+        CHECK(pt >= 1 && pj.rows_per_task % 16 == 0, "packed gemv plan: %d tasks of %lld rows", pt,
+              (long long)pj.rows_per_task);
+        gm_pool_run(pool, gm_kern_gemv_task, &pj, pt);
+        gm_kernels_ref.gemv_q4_0(W, n, x, n, y1, 0, prow);
+        CHECK(memcmp(y1, y2, (size_t)prow * sizeof *y1) == 0, "%s threaded packed gemv != reference", k->name);
+        free(P);
+    }
     free(W);
     free(x);
     free(y1);
@@ -709,6 +789,7 @@ int main(int argc, char **argv) {
         test_float_dots(k);
         test_float_gemv(k);
         test_quant_dots(k);
+        test_packed_q4(k);
         test_quantize(k);
         test_f32_to_bf16(k);
         test_elementwise(k);
