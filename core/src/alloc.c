@@ -12,6 +12,7 @@
 
 #if defined(__unix__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #ifdef GM_TEST_ALLOC_FAIL
@@ -48,16 +49,38 @@ void gm_aligned_free(void *ptr) { free(ptr); }
 
 #define GM_HUGE_PAGE ((size_t)2 << 20)
 
+#if defined(__unix__) && defined(MAP_ANONYMOUS)
+/*
+ * A private anonymous mapping: [header page][size bytes, 2 MiB aligned when
+ * size >= 2 MiB]. The header page holds the mapping's length for
+ * gm_free_weights; the head and tail slack is unmapped again, so nothing
+ * but the header and the rounded-up last page is ever extra.
+ */
 void *gm_alloc_weights(size_t size) {
-    if (size < GM_HUGE_PAGE) return gm_aligned_alloc(size);
-    if (should_fail() || size > SIZE_MAX - GM_HUGE_PAGE) return NULL;
-    size_t rounded = (size + GM_HUGE_PAGE - 1) & ~(GM_HUGE_PAGE - 1);
-    void *p = aligned_alloc(GM_HUGE_PAGE, rounded); /* glibc maps sizes this large: pages come zeroed, lazily */
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), align = size >= GM_HUGE_PAGE ? GM_HUGE_PAGE : page;
+    if (should_fail() || size > SIZE_MAX / 2) return NULL;
+    const size_t len = (size + page - 1) / page * page, total = len + align + page;
+    uint8_t *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)base + page + align - 1) / align * align), *hdr = p - page;
+    if (hdr > base) munmap(base, (size_t)(hdr - base));
+    if (base + total > p + len) munmap(p + len, (size_t)(base + total - (p + len)));
+    *(size_t *)hdr = len + page;
 #ifdef MADV_HUGEPAGE
-    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+    if (align == GM_HUGE_PAGE) madvise(p, len, MADV_HUGEPAGE);
 #endif
     return p;
 }
+
+void gm_free_weights(void *p) {
+    if (!p) return;
+    uint8_t *hdr = (uint8_t *)p - (size_t)sysconf(_SC_PAGESIZE);
+    munmap(hdr, *(size_t *)hdr);
+}
+#else
+void *gm_alloc_weights(size_t size) { return gm_aligned_alloc(size); }
+void gm_free_weights(void *p) { gm_aligned_free(p); }
+#endif
 
 char *gm_strndup(const char *s, size_t n) {
     char *d = gm_malloc(n + 1);

@@ -51,11 +51,11 @@ GM_INTERNAL void gm_free(void *ptr);
 /* 64-byte aligned, zeroed; NULL on overflow or failure. Free with gm_aligned_free. */
 GM_INTERNAL void *gm_aligned_alloc(size_t size);
 GM_INTERNAL void gm_aligned_free(void *ptr);
-/* A big weight copy the caller fills completely: from 2 MiB on, 2 MiB aligned
- * with transparent huge pages advised (fewer page faults at load, fewer TLB
- * misses in the GEMVs) and not zeroed by us; smaller: gm_aligned_alloc.
- * Free with gm_aligned_free. */
+/* A weight copy in its own pages (zeroed by the OS), page aligned; from
+ * 2 MiB on 2 MiB aligned with transparent huge pages advised (fewer page
+ * faults at load, fewer TLB misses in the GEMVs). Free with gm_free_weights. */
 GM_INTERNAL void *gm_alloc_weights(size_t size);
+GM_INTERNAL void gm_free_weights(void *ptr);
 GM_INTERNAL char *gm_strndup(const char *s, size_t n);
 /* Overflow-checked a*b: false on overflow. */
 static inline bool gm_mul_size(size_t a, size_t b, size_t *out) {

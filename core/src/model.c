@@ -26,34 +26,45 @@ gm_model_params gm_model_default_params(void) {
 
 /* ---- owned copies (widened vectors, aligned, converted and packed matrices) ---- */
 
+/* An owned copy and how it was allocated. */
+struct gm_owned {
+    void *p;
+    bool pages; /* gm_alloc_weights, else gm_aligned_alloc */
+};
+
+static void free_owned(struct gm_owned o) {
+    if (o.pages) gm_free_weights(o.p);
+    else gm_aligned_free(o.p);
+}
+
 /* Frees an owned copy before close (a matrix replaced by its packed copy). */
 static void disown(gm_model *m, const void *p) {
     for (size_t i = m->n_owned; i-- > 0;) {
-        if (m->owned[i] == p) {
-            gm_aligned_free(m->owned[i]);
+        if (m->owned[i].p == p) {
+            free_owned(m->owned[i]);
             m->owned[i] = m->owned[--m->n_owned];
             return;
         }
     }
 }
 
-static void *own_with(gm_model *m, size_t bytes, void *(*alloc)(size_t)) {
+static void *own_with(gm_model *m, size_t bytes, bool pages) {
     if (m->n_owned == m->cap_owned) {
         size_t cap = m->cap_owned ? m->cap_owned * 2 : 256;
-        void **n = gm_realloc(m->owned, cap * sizeof *n);
+        struct gm_owned *n = gm_realloc(m->owned, cap * sizeof *n);
         if (!n) return NULL;
         m->owned = n;
         m->cap_owned = cap;
     }
-    void *p = alloc(bytes);
-    if (p) m->owned[m->n_owned++] = p;
+    void *p = pages ? gm_alloc_weights(bytes) : gm_aligned_alloc(bytes);
+    if (p) m->owned[m->n_owned++] = (struct gm_owned){p, pages};
     return p;
 }
 
 /* Zeroed, 64-byte aligned. */
-static void *own(gm_model *m, size_t bytes) { return own_with(m, bytes, gm_aligned_alloc); }
-/* Not zeroed, huge pages when big: for weight copies written in full right away. */
-static void *own_weights(gm_model *m, size_t bytes) { return own_with(m, bytes, gm_alloc_weights); }
+static void *own(gm_model *m, size_t bytes) { return own_with(m, bytes, false); }
+/* Own pages (huge pages when big): weight copies written in full right away. */
+static void *own_weights(gm_model *m, size_t bytes) { return own_with(m, bytes, true); }
 
 static const char *const format_names[] = {"stored", "f32", "f16", "bf16", "q8_0", "q4_0"};
 
@@ -148,7 +159,7 @@ static gm_status check_shape(binder *b, const gm_tensor_view *t, int ndim, int64
 static gm_status convert_matrix(binder *b, gm_matrix *W, gm_dtype target) {
     size_t row_bytes = gm_dtype_row_bytes(target, W->cols), total;
     float *row = gm_malloc((size_t)W->cols * sizeof(float));
-    uint8_t *dst = gm_mul_size(row_bytes, (size_t)W->rows, &total) ? own(b->m, total) : NULL;
+    uint8_t *dst = gm_mul_size(row_bytes, (size_t)W->rows, &total) ? own_weights(b->m, total) : NULL;
     if (!row || !dst) {
         gm_free(row);
         return gm_fail(b->err, GM_ERR_OUT_OF_MEMORY, "out of memory converting weights to %s", gm_dtype_name(target));
@@ -490,7 +501,7 @@ void gm_model_retain(gm_model *m) { atomic_fetch_add(&m->refcount, 1); }
 
 void gm_model_free(gm_model *m) {
     if (!m || atomic_fetch_sub(&m->refcount, 1) != 1) return;
-    for (size_t i = 0; i < m->n_owned; i++) gm_aligned_free(m->owned[i]);
+    for (size_t i = 0; i < m->n_owned; i++) free_owned(m->owned[i]);
     gm_free(m->owned);
     gm_st_close(&m->st);
     gm_gguf_free(m->gguf);

@@ -150,7 +150,7 @@ struct gm_model {
     gm_model_format format;
     gm_st_dir st;              /* mapped checkpoint files (GM_FORMAT_HF_DIR) */
     struct gm_gguf *gguf;      /* the mapped file (GM_FORMAT_GGUF) */
-    void **owned;              /* widened/aligned weight copies, freed at close */
+    struct gm_owned *owned;    /* widened/aligned/converted/packed weight copies, freed at close */
     size_t n_owned, cap_owned;
     gm_tokenizer *tokenizer;   /* NULL when the directory (or GGUF file) has none */
     gm_model_params params;

@@ -50,8 +50,7 @@ gm_status gm_session_new(gm_model *model, const gm_session_params *params, gm_se
     if (st == GM_OK) {
         s->tokens = gm_calloc((size_t)s->n_ctx, sizeof *s->tokens);
         s->logits = gm_aligned_alloc((size_t)model->cfg.vocab_size * sizeof(float));
-        s->batch_logits = gm_aligned_alloc((size_t)batch * model->cfg.vocab_size * sizeof(float));
-        if (!s->tokens || !s->logits || !s->batch_logits)
+        if (!s->tokens || !s->logits)
             st = gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
     }
     if (st != GM_OK) {
@@ -68,7 +67,6 @@ void gm_session_free(gm_session *s) {
     gm_sampler_free(s->sampler);
     gm_free(s->tokens);
     gm_aligned_free(s->logits);
-    gm_aligned_free(s->batch_logits);
     gm_aligned_free(s->all_logits);
     gm_generation_free(&s->gen);
     gm_model_free(s->model);
@@ -124,10 +122,12 @@ gm_status gm_session_run(gm_session *s, const int32_t *ids, size_t n, bool keep_
         int T = (int)GM_MIN(B, n - done);
         /* Every batch yields at least its last row's logits, so a cancel between
          * batches leaves a consistent session (one LM-head row per batch). */
-        int first = keep_all ? 0 : T - 1;
-        gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->batch_logits, first);
-        if (keep_all) memcpy(s->all_logits + done * V, s->batch_logits, (size_t)T * V * sizeof(float));
-        memcpy(s->logits, s->batch_logits + (size_t)(T - 1 - first) * V, V * sizeof(float));
+        if (keep_all) { /* straight into the kept rows (reserved for all n by the caller) */
+            gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->all_logits + done * V, 0);
+            memcpy(s->logits, s->all_logits + (done + (size_t)T - 1) * V, V * sizeof(float));
+        } else {
+            gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->logits, T - 1);
+        }
         s->has_logits = true;
         memmove(s->tokens + s->n_past, ids + done, (size_t)T * sizeof *ids); /* may alias (truncate) */
         s->n_past += (size_t)T;

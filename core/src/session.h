@@ -37,7 +37,6 @@ struct gm_session {
     size_t n_past;
     float *logits;                /* [V] last position */
     bool has_logits;
-    float *batch_logits;          /* [max_batch, V] forward output */
     float *all_logits;            /* [all_rows, V] when keep_all_logits */
     size_t all_rows, all_logits_cap;
     const volatile int *cancel;
