@@ -38,14 +38,24 @@ void *gm_calloc(size_t count, size_t size) {
 void *gm_realloc(void *ptr, size_t size) { return should_fail() ? NULL : realloc(ptr, size ? size : 1); }
 void gm_free(void *ptr) { free(ptr); }
 
+/*
+ * calloc, then the first 64-byte boundary past a slot for calloc's pointer.
+ * Why calloc: for big blocks the C library maps fresh pages, which are
+ * zero already, and skips the memset, so a buffer sized for the worst case
+ * (a 4096-position KV cache, 128-token batch scratch) only becomes resident
+ * as far as it is used.
+ */
 void *gm_aligned_alloc(size_t size) {
-    if (should_fail() || size > SIZE_MAX - 64) return NULL;
-    size_t rounded = (size + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
-    if (p) memset(p, 0, rounded ? rounded : 64);
+    if (should_fail() || size > SIZE_MAX - 64 - sizeof(void *)) return NULL;
+    void *raw = calloc(1, size + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    void **p = (void **)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);
+    p[-1] = raw;
     return p;
 }
-void gm_aligned_free(void *ptr) { free(ptr); }
+void gm_aligned_free(void *ptr) {
+    if (ptr) free(((void **)ptr)[-1]);
+}
 
 #define GM_HUGE_PAGE ((size_t)2 << 20)
 
