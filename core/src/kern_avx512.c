@@ -472,6 +472,40 @@ INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_bl
     UNROLL for (int t = 0; t < nt; t++) store_rows(Y + t * ldy, g * 16, r1, acc[t]);
 }
 
+/*
+ * pack.h's interleave, 16 rows' blocks per tile: each row's 16 quant bytes
+ * are one 128-bit lane; 4 rows per register, a dword transpose inside each
+ * register (vpermd), then a 4 x 4 transpose of 128-bit lanes across the
+ * four registers gives quad q of all 16 rows in register q.
+ */
+static void avx512_pack_q4_0x16(const void *Wv, int64_t nbl, void *Pv, int64_t g0, int64_t g1) {
+    const gm_block_q4_0 *W = Wv;
+    gm_tile_q4_0x16 *P = Pv;
+    const __m512i dword_t = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int64_t g = g0; g < g1; g++) {
+        const gm_block_q4_0 *rows = W + g * 16 * nbl;
+        for (int64_t b = 0; b < nbl; b++) {
+            gm_tile_q4_0x16 *t = &P[g * nbl + b];
+            __m512i z[4];
+            UNROLL for (int k = 0; k < 4; k++) {
+                const gm_block_q4_0 *r = rows + 4 * k * nbl + b;
+                __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r[0].qs));
+                v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)r[nbl].qs), 1);
+                v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)r[2 * nbl].qs), 2);
+                v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)r[3 * nbl].qs), 3);
+                z[k] = _mm512_permutexvar_epi32(dword_t, v); /* lane q = dword q of the 4 rows */
+            }
+            const __m512i t0 = _mm512_shuffle_i32x4(z[0], z[1], 0x44), t1 = _mm512_shuffle_i32x4(z[0], z[1], 0xEE);
+            const __m512i t2 = _mm512_shuffle_i32x4(z[2], z[3], 0x44), t3 = _mm512_shuffle_i32x4(z[2], z[3], 0xEE);
+            _mm512_storeu_si512(t->qs[0], _mm512_shuffle_i32x4(t0, t2, 0x88));
+            _mm512_storeu_si512(t->qs[1], _mm512_shuffle_i32x4(t0, t2, 0xDD));
+            _mm512_storeu_si512(t->qs[2], _mm512_shuffle_i32x4(t1, t3, 0x88));
+            _mm512_storeu_si512(t->qs[3], _mm512_shuffle_i32x4(t1, t3, 0xDD));
+            UNROLL for (int j = 0; j < 16; j++) t->d[j] = rows[j * nbl + b].d;
+        }
+    }
+}
+
 #define GM_PACKED_NT 8 /* activation rows per pass of packed_gemm_group (accumulators in registers) */
 
 static void vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const int32_t *xsum, int64_t nb,
@@ -717,6 +751,7 @@ const gm_kernels gm_kernels_avx512_vnni = {
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
     .matmul_q4_0x16 = vnni_matmul_q4_0x16,
+    .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 
 const gm_kernels gm_kernels_avx512_bf16 = {
@@ -729,6 +764,7 @@ const gm_kernels gm_kernels_avx512_bf16 = {
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
     .matmul_q4_0x16 = vnni_matmul_q4_0x16,
+    .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 
 #undef AVX512_COMMON

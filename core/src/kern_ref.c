@@ -167,6 +167,7 @@ const gm_kernels gm_kernels_ref = {
     .gemv_q8_0 = ref_gemv_q8_0,
     .gemv_q4_0 = ref_gemv_q4_0,
     .matmul_q4_0x16 = gm_matmul_q4_0x16_ref,
+    .pack_q4_0x16 = gm_pack_q4_0x16,
     .quantize_row_q8_0 = ref_quantize_row_q8_0,
     .f32_to_bf16 = ref_f32_to_bf16,
     .axpy = ref_axpy,

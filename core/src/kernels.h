@@ -116,6 +116,8 @@ typedef struct gm_kernels {
      */
     void (*matmul_q4_0x16)(const void *P, int64_t nbl, const void *X, const int32_t *xsum, int64_t nb, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+    /* gm_pack_q4_0x16 (pack.h), byte for byte: set whenever matmul_q4_0x16 is. */
+    void (*pack_q4_0x16)(const void *W, int64_t nbl, void *P, int64_t g0, int64_t g1);
 
     /* ---- activation conversion (once per row, before a GEMV) ---- */
     /* ggml block_q8_0 (n / 32 blocks), bit-identical to gm_quantize_row_q8_0. */

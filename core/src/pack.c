@@ -5,7 +5,9 @@ bool gm_pack_q4_0x16_fits(int64_t rows, int64_t cols) {
     return rows > 0 && cols > 0 && rows % GM_PACK_ROWS == 0 && cols % GM_QK4_0 == 0;
 }
 
-void gm_pack_q4_0x16(const gm_block_q4_0 *W, int64_t nbl, gm_tile_q4_0x16 *P, int64_t g0, int64_t g1) {
+void gm_pack_q4_0x16(const void *Wv, int64_t nbl, void *Pv, int64_t g0, int64_t g1) {
+    const gm_block_q4_0 *W = Wv;
+    gm_tile_q4_0x16 *P = Pv;
     for (int64_t g = g0; g < g1; g++) {
         for (int64_t b = 0; b < nbl; b++) {
             gm_tile_q4_0x16 *t = &P[g * nbl + b];

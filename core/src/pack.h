@@ -45,8 +45,9 @@ _Static_assert(sizeof(gm_tile_q4_0x16) == GM_PACK_ROWS * sizeof(gm_block_q4_0), 
 /* Whether a [rows, cols] Q4_0 matrix has the shape this layout needs. */
 GM_INTERNAL bool gm_pack_q4_0x16_fits(int64_t rows, int64_t cols);
 
-/* Packs rows [g0 * 16, g1 * 16) of W (row-major Q4_0, nbl blocks per row) into P (whole matrix's tiles). */
-GM_INTERNAL void gm_pack_q4_0x16(const gm_block_q4_0 *W, int64_t nbl, gm_tile_q4_0x16 *P, int64_t g0, int64_t g1);
+/* Packs rows [g0 * 16, g1 * 16) of W (row-major gm_block_q4_0, nbl blocks per row) into P (the whole
+ * matrix's gm_tile_q4_0x16 array). The reference of kernels.h's pack_q4_0x16. */
+GM_INTERNAL void gm_pack_q4_0x16(const void *W, int64_t nbl, void *P, int64_t g0, int64_t g1);
 
 /* Row r's blocks [b0, b0 + nb) as n = 32 nb floats (a row of the original matrix, dequantized). */
 GM_INTERNAL void gm_q4_0x16_row(const gm_tile_q4_0x16 *P, int64_t nbl, int64_t r, int64_t b0, int64_t nb, float *out);

@@ -375,6 +375,11 @@ static void test_packed_q4(const gm_kernels *k) {
         gm_block_q8_0 xrow[64];
         for (int64_t r = 0; r < rows; r++) q_fill(true, W + r * nbl, xrow, nbl, si % 2 == 0);
         gm_pack_q4_0x16(W, nbl, P, 0, rows / 16);
+        gm_tile_q4_0x16 *P2 = galloc(wbytes);
+        k->pack_q4_0x16(W, nbl, P2, 0, rows / 16);
+        CHECK(memcmp(P, P2, wbytes) == 0, "%s pack_q4_0x16 != gm_pack_q4_0x16 [%lld x %lld]", k->name,
+              (long long)rows, (long long)nbl * 32);
+        gfree(P2, wbytes);
         float want[32 * 64], got[32 * 64];
         for (int64_t r = 0; r < rows; r++) { /* row access: the original row, dequantized */
             gm_dequantize_row_q4_0(W + r * nbl, want, nbl * 32);
