@@ -2,12 +2,15 @@
  * gemma_cross.c - our side of the llama.cpp cross-check (built by run.sh,
  * not by CMake; links libgemma3n.a and uses its internal headers).
  *
- *   gemma_cross make OUT_DIR [--vocab V] [--seed S]
+ *   gemma_cross make OUT_DIR [--vocab V] [--seed S] [--calm] [--set SUFFIX=MEAN:SCALE]...
  *       a random-weight checkpoint with Gemma 3n E2B's layer structure at
  *       small widths (30 layers, hidden 256, FFN 512, 4/2 heads, head_dim 64,
  *       per-layer input 256, LAuReL rank 64, E2B's layer types, sparsity
  *       and KV sharing), BF16 safetensors via synth.c. The tokenizer files
- *       are put there by run.sh.
+ *       are put there by run.sh. --calm: the non-chaotic weight scales
+ *       below (what run.sh uses); --set: tensors whose name ends with SUFFIX
+ *       get MEAN + SCALE * N(0,1) instead (after --calm, the last match
+ *       wins), for experiments.
  *   gemma_cross convert SRC_DIR OUT.gguf [FORMAT]
  *   gemma_cross run MODEL --ids 2,105,... --n N [--dump FILE]
  *       the prompt one token at a time, then greedy decoding: prints the
@@ -16,7 +19,9 @@
  *       --dump-layers FILE: the AltUp streams after each layer for the first
  *       token (L rows of K*H f32, as llama_cross --dump-layers).
  *   gemma_cross compare A.bin B.bin V
- *       max |diff|, RMS and top-1 agreement between two dumps.
+ *       max |diff|, RMS and top-1 agreement between two dumps, and the
+ *       smallest gap between A's two largest logits over the positions
+ *       (a top-1 disagreement needs a difference of at least that size).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gemma3n.h"
@@ -98,7 +103,78 @@ static void tensors_of(const gm_text_config *c, list *l) {
     }
 }
 
-static int make(const char *out_dir, int vocab, uint64_t seed) {
+/* Per-tensor (mean, scale) overrides of synth.c's rule, matched by name suffix. */
+typedef struct override {
+    char suffix[96];
+    float mean, scale;
+} override;
+
+typedef struct overrides {
+    override o[64];
+    int n;
+} overrides;
+
+static void override_rule(void *user, const char *name, int ndim, const int64_t *shape, float *mean,
+                          float *scale) {
+    const overrides *ov = user;
+    (void)ndim;
+    (void)shape;
+    size_t n = strlen(name);
+    for (int i = 0; i < ov->n; i++) { /* the last match wins */
+        size_t k = strlen(ov->o[i].suffix);
+        if (n >= k && !strcmp(name + n - k, ov->o[i].suffix)) {
+            *mean = ov->o[i].mean;
+            *scale = ov->o[i].scale;
+        }
+    }
+}
+
+/*
+ * --calm: a random network that behaves like a trained one where the
+ * comparison needs it. With synth.c's rule (every norm scale ~1, AltUp
+ * coefficients 0.1) the network is chaotic: each layer adds branch outputs
+ * as large as the residual stream, and the AltUp coefficients multiply
+ * streams by functions of the streams, so a 1e-3 difference after layer 0
+ * grows to ~1 after layer 29 and flips the argmax (see README.md). Here:
+ *   - the four norms whose output enters the residual (post-attention,
+ *     post-FFN, post-LAuReL, post-per-layer-input) scale by 0.2 +- 0.04, so
+ *     a layer moves the streams by a fraction of their size, as in a
+ *     trained residual network;
+ *   - the AltUp prediction/correction coefficients are 0.03 N(0,1) (rule:
+ *     0.1);
+ *   - the final norm is N(0,1) (rule: 1 + 0.2 N): with tied embeddings a
+ *     residual stream that still carries the input token's embedding would
+ *     make every step predict the token it was given; weights of random sign
+ *     take that echo out of the logits.
+ * Everything else (shapes, sparsity, KV sharing, layer types, softcap, the
+ * other tensors) is synth.c's rule: what is compared is the same network
+ * structure, only its weights are calmer. Measured on this model: the
+ * engines' streams differ by < 1e-2 after layer 29 (values up to 25) and the
+ * greedy tokens agree (README.md).
+ */
+static const override calm[] = {
+    {"post_attention_layernorm.weight", 0.2f, 0.04f},
+    {"post_feedforward_layernorm.weight", 0.2f, 0.04f},
+    {"laurel.post_laurel_norm.weight", 0.2f, 0.04f},
+    {"post_per_layer_input_norm.weight", 0.2f, 0.04f},
+    {"altup.prediction_coefs.weight", 0.0f, 0.03f},
+    {"altup.correction_coefs.weight", 0.0f, 0.03f},
+    {"language_model.norm.weight", 0.0f, 1.0f},
+};
+
+/* "SUFFIX=MEAN:SCALE" */
+static int add_override(overrides *ov, const char *arg) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || ov->n == 64 || (size_t)(eq - arg) >= sizeof ov->o[0].suffix) return -1;
+    override *o = &ov->o[ov->n];
+    memcpy(o->suffix, arg, (size_t)(eq - arg));
+    o->suffix[eq - arg] = 0;
+    if (sscanf(eq + 1, "%f:%f", &o->mean, &o->scale) != 2) return -1;
+    ov->n++;
+    return 0;
+}
+
+static int make(const char *out_dir, int vocab, uint64_t seed, const overrides *ov) {
     char ffn[512] = "[", sparsity[512] = "[", types[2048] = "[";
     for (int l = 0; l < 30; l++) { /* E2B: every 5th layer full, sparsity 0.95 on the first 10 */
         const char *sep = l ? ", " : "";
@@ -117,11 +193,11 @@ static int make(const char *out_dir, int vocab, uint64_t seed) {
     if (gm_config_parse(config, strlen(config), "config", &cfg, &err) != GM_OK) return fail("config", &err);
     list *l = calloc(1, sizeof *l);
     tensors_of(&cfg, l);
-    gm_synth_options opt = {.seed = seed};
+    gm_synth_options opt = {.seed = seed, .rule = ov->n ? override_rule : NULL, .rule_user = (void *)ov};
     gm_status st = gm_synth_write_list(l->t, l->n, config, strlen(config), out_dir, &opt, &err);
     free(l);
     if (st != GM_OK) return fail("synth", &err);
-    printf("wrote %s: 30 layers, hidden 256, vocab %d\n", out_dir, vocab);
+    printf("wrote %s: 30 layers, hidden 256, vocab %d, %d scale override(s)\n", out_dir, vocab, ov->n);
     return 0;
 }
 
@@ -208,7 +284,7 @@ static int compare(const char *a_path, const char *b_path, size_t V) {
         fprintf(stderr, "gemma_cross: dumps differ in size\n");
         return 1;
     }
-    double mx = 0, sq = 0, scale = 0;
+    double mx = 0, sq = 0, scale = 0, min_margin = INFINITY;
     size_t rows = na / V, agree = 0;
     for (size_t r = 0; r < rows; r++) {
         size_t ia = 0, ib = 0;
@@ -220,6 +296,9 @@ static int compare(const char *a_path, const char *b_path, size_t V) {
             if (a[r * V + v] > a[r * V + ia]) ia = v;
             if (b[r * V + v] > b[r * V + ib]) ib = v;
         }
+        double second = -INFINITY; /* A's margin between its top-1 and top-2 logits */
+        for (size_t v = 0; v < V; v++) if (v != ia) second = fmax(second, a[r * V + v]);
+        min_margin = fmin(min_margin, a[r * V + ia] - second);
         agree += ia == ib;
         if (getenv("PER_ROW")) {
             double rm = 0;
@@ -227,8 +306,8 @@ static int compare(const char *a_path, const char *b_path, size_t V) {
             printf("  row %2zu: max |diff| %.3g, top-1 %zu / %zu\n", r, rm, ia, ib);
         }
     }
-    printf("logits over %zu positions: max |diff| %.3g (max |logit| %.3g), rms %.3g, top-1 agreement %zu/%zu\n", rows,
-           mx, scale, sqrt(sq / (double)na), agree, rows);
+    printf("logits over %zu positions: max |diff| %.3g (max |logit| %.3g), rms %.3g, top-1 agreement %zu/%zu"
+           " (smallest top-1 margin %.3g)\n", rows, mx, scale, sqrt(sq / (double)na), agree, rows, min_margin);
     free(a);
     free(b);
     return 0;
@@ -238,11 +317,18 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "make")) {
         int vocab = 4096;
         uint64_t seed = 1;
-        for (int i = 3; i + 1 < argc; i += 2) {
-            if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
-            else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 0);
+        static overrides ov;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--calm")) {
+                if (ov.n + (int)(sizeof calm / sizeof calm[0]) > 64) return fail("too many overrides", NULL);
+                for (size_t k = 0; k < sizeof calm / sizeof calm[0]; k++) ov.o[ov.n++] = calm[k];
+            } else if (i + 1 < argc && !strcmp(argv[i], "--vocab")) vocab = atoi(argv[++i]);
+            else if (i + 1 < argc && !strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 0);
+            else if (i + 1 < argc && !strcmp(argv[i], "--set")) {
+                if (add_override(&ov, argv[++i]) != 0) return fail("--set SUFFIX=MEAN:SCALE", NULL);
+            } else return fail(argv[i], NULL);
         }
-        return make(argv[2], vocab, seed);
+        return make(argv[2], vocab, seed, &ov);
     }
     if (argc >= 4 && !strcmp(argv[1], "convert")) {
         gm_weight_format f = GM_WEIGHTS_F32;

@@ -749,6 +749,8 @@ typedef struct pipeline {
     const plan *p;
     uint64_t seed;
     gen_block_fn gen_block;
+    void (*rule)(void *rule_user, const char *name, int ndim, const int64_t *shape, float *mean, float *scale);
+    void *rule_user;
     pthread_mutex_t lock;
     pthread_cond_t slot_free, slot_ready;
     slot *slots;
@@ -783,6 +785,7 @@ static void fill_unit(const pipeline *pl, const unit *u, float *scratch, uint16_
     const gm_synth_tensor *t = &pl->p->t[u->tensor];
     float mean, scale;
     gm_synth_rule(t->name, t->ndim, t->shape, &mean, &scale);
+    if (pl->rule) pl->rule(pl->rule_user, t->name, t->ndim, t->shape, &mean, &scale);
     uint64_t key = tensor_key(pl->seed, t->name);
     for (size_t done = 0; done < u->n; done += GM_SYNTH_BLOCK) {
         pl->gen_block(key, (u->e0 + done) / GM_SYNTH_BLOCK, mean, scale, scratch);
@@ -851,7 +854,8 @@ static gm_status run_pipeline(const plan *p, const char *dir, const gm_synth_opt
     int n_threads = opt->n_threads;
     if (n_threads == 0) n_threads = GM_MIN(gm_cpu_count(), MAX_WORKERS);
     n_threads = GM_MAX(0, GM_MIN(n_threads, MAX_WORKERS));
-    pipeline pl = {.p = p, .seed = opt->seed, .gen_block = pick_gen_block(), .n_units = count_units(p)};
+    pipeline pl = {.p = p, .seed = opt->seed, .gen_block = pick_gen_block(), .rule = opt->rule,
+                   .rule_user = opt->rule_user, .n_units = count_units(p)};
     pl.n_slots = n_threads > 0 ? 2 * n_threads + 2 : 1;
     writer w = {.p = p, .dir = dir, .shard = -1};
     worker workers[MAX_WORKERS + 1] = {{0}}; /* the last one's scratch serves the inline mode */

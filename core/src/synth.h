@@ -51,6 +51,13 @@ typedef struct gm_synth_options {
        of tensor bytes written so far (ends with 1.0). May be NULL. */
     void (*progress)(void *user, double fraction);
     void *user;
+    /* Optional override of the value rule: called with gm_synth_rule's (mean,
+       scale) of each tensor, may replace them. Called from the generator
+       threads, so it must be a pure function of its arguments. NULL = the
+       rule as is (same bytes as before this hook existed). */
+    void (*rule)(void *rule_user, const char *name, int ndim, const int64_t *shape, float *mean,
+                 float *scale);
+    void *rule_user;
 } gm_synth_options;
 
 /*
