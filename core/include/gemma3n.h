@@ -172,8 +172,9 @@ typedef struct gm_model gm_model;
  * large matrices (attention, FFN, LAuReL, per-layer projections, the
  * embedding / tied LM head) whose row length is a multiple of 32; norms
  * and the small AltUp coefficient matrices stay f32; the AltUp projections
- * (1 % of E2B) stay as stored, because llama.cpp's CPU repacking breaks on
- * them when a GGUF holds them quantized; and the per-layer embedding table
+ * (1 % of E2B) take the float formats but stay as stored under Q8_0 / Q4_0,
+ * because llama.cpp's CPU repacking breaks on them when a GGUF holds them
+ * quantized; and the per-layer embedding table
  * (2 G parameters in E2B) stays as stored, mapped and read a row at a
  * time, never made resident.
  */

@@ -63,7 +63,7 @@ typedef enum kind {
     K_SMALL,   /* AltUp coefficient matrices and router: F32 (as bind_f32_matrix) */
     K_MATRIX,  /* the weight format (gm_weight_target) */
     K_TABLE,   /* the per-layer embedding table: as stored, zero rows up to vocab_size */
-    K_KEEP     /* as stored: the AltUp projections (see gm_weight_format) */
+    K_KEEP     /* the AltUp projections: as stored under Q8_0 / Q4_0 (see gm_weight_format) */
 } kind;
 
 struct converter;
@@ -148,7 +148,8 @@ static out_tensor *new_tensor(converter *cv) {
 static gm_dtype written_type(const converter *cv, kind k, gm_dtype stored, int64_t cols) {
     switch (k) {
     case K_VECTOR: case K_SMALL: return GM_DTYPE_F32;
-    case K_TABLE: case K_KEEP: return stored;
+    case K_TABLE: return stored;
+    case K_KEEP: return gm_weight_format_is_quantized(cv->format) ? stored : gm_weight_target(cv->format, stored, cols);
     default: return gm_weight_target(cv->format, stored, cols);
     }
 }

@@ -173,6 +173,8 @@ static gm_status convert_matrix(binder *b, gm_matrix *W, gm_dtype target) {
     return GM_OK;
 }
 
+bool gm_weight_format_is_quantized(gm_weight_format f) { return f == GM_WEIGHTS_Q8_0 || f == GM_WEIGHTS_Q4_0; }
+
 gm_dtype gm_weight_target(gm_weight_format f, gm_dtype stored, int64_t cols) {
     if (f == GM_WEIGHTS_AS_STORED) return stored;
     gm_dtype target = format_dtype(f);
@@ -203,7 +205,8 @@ static void pack_task(void *ctx, int task, int n_tasks, int thread) {
     const pack_job *j = ctx;
     const int64_t groups = j->W->rows / GM_PACK_ROWS;
     (void)thread;
-    gm_pack_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->P, groups * task / n_tasks, groups * (task + 1) / n_tasks);
+    gm_kern()->pack_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->P, groups * task / n_tasks,
+                            groups * (task + 1) / n_tasks);
 }
 
 static gm_status pack_matrix(binder *b, gm_matrix *W, const void *mapped, size_t mapped_bytes) {
@@ -363,10 +366,8 @@ static gm_status bind_globals(binder *b) {
     gm_text_weights *w = &b->m->w;
     int64_t H = c->hidden_size, LP = (int64_t)c->num_layers * c->hidden_size_per_layer_input;
     gm_status st;
-    b->pack = false; /* TODO(lead): pack once gm_matrix_row reads packed rows */
-    st = bind_matrix(b, "embed_tokens.weight", c->vocab_size, H, &w->embed_tokens);
-    b->pack = true;
-    if (st != GM_OK) return st;
+    /* packed too: the tied LM head is the biggest GEMV; the embedding lookup reads rows via gm_matrix_row */
+    if ((st = bind_matrix(b, "embed_tokens.weight", c->vocab_size, H, &w->embed_tokens))) return st;
     b->convert = false; /* the per-layer embedding table stays mapped as stored (read a row per token) */
     st = bind_matrix(b, "embed_tokens_per_layer.weight", c->vocab_size_per_layer_input, LP, &w->embed_tokens_per_layer);
     b->convert = true;
@@ -383,9 +384,10 @@ static gm_status bind_globals(binder *b) {
     if ((st = bind_vector(b, "norm.weight", H, &w->final_norm))) return st;
     for (int i = 0; i + 1 < c->altup_num_inputs; i++) {
         char n[96];
-        /* kept as stored at every weight format (1 % of E2B): llama.cpp's CPU
-         * repacking breaks on these stacked 3-D tensors when they are quantized */
-        b->convert = false;
+        /* kept as stored under Q8_0 / Q4_0 (1 % of E2B): llama.cpp's CPU repacking
+         * breaks on these stacked 3-D tensors when they are quantized (convert.c
+         * writes them the same way, so a GGUF computes what its source does) */
+        b->convert = !gm_weight_format_is_quantized(b->m->params.weights);
         snprintf(n, sizeof n, "altup_projections.%d.weight", i);
         st = bind_matrix(b, n, H, H, &w->altup_projections[i]);
         snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);

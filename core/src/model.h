@@ -170,6 +170,7 @@ GM_INTERNAL void gm_model_retain(gm_model *m);
  * converted at format f computes exactly what the directory loaded at f does.
  */
 GM_INTERNAL gm_dtype gm_weight_target(gm_weight_format f, gm_dtype stored, int64_t cols);
+GM_INTERNAL bool gm_weight_format_is_quantized(gm_weight_format f); /* Q8_0 or Q4_0 */
 
 /* Encodes n floats as dtype t (block types: n a multiple of 32, dst 2-byte aligned). */
 GM_INTERNAL void gm_encode_row(gm_dtype t, const float *x, void *dst, int64_t n);
