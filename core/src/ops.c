@@ -1,6 +1,7 @@
 /* ops.c - scalar reference implementations of the decoder's ops (see ops.h). */
 #include "ops.h"
 
+#include "pack.h"
 #include "quant.h"
 
 #include <math.h>
@@ -84,5 +85,9 @@ static const uint8_t *element_at(const gm_matrix *W, int64_t r, int64_t col) {
 }
 
 void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float *out) {
+    if (W->layout == GM_LAYOUT_Q4_0X16) {
+        gm_q4_0x16_row(W->data, W->cols / GM_QK4_0, r, col0 / GM_QK4_0, n / GM_QK4_0, out);
+        return;
+    }
     gm_to_f32(W->type, element_at(W, r, col0), out, (size_t)n);
 }
