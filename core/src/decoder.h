@@ -23,6 +23,9 @@ typedef struct gm_kv_layer {
     int32_t cap;
 } gm_kv_layer;
 
+/* Distinct RoPE bases a plan may use: Gemma 3n has a local (sliding) and a global one. */
+#define GM_MAX_ROPE_BASES 2
+
 /* Called after each layer with the AltUp streams [K][stride][H] (rows 0..T-1 valid). Tests use it. */
 typedef void (*gm_layer_observer)(void *user, int plan_layer, const float *streams, int T, int stride);
 
@@ -52,6 +55,25 @@ typedef struct gm_decoder {
     float *router;      /* [B, K] modalities */
     float *coefs;       /* [B, K*K] */
     float *hidden;      /* [B, H] final normed hidden states */
+    /* RoPE: angles per base and batch row, computed once per forward for every layer and head */
+    int n_rope_bases;
+    float rope_theta[GM_MAX_ROPE_BASES];
+    int8_t rope_base[GM_MAX_LAYERS];  /* by plan index: which base */
+    float *inv_freq;    /* [n_rope_bases, hd/2] */
+    float *rope_cos, *rope_sin; /* [n_rope_bases, B, hd/2] */
+    /*
+     * Activation sparsity (matmul_sparse.h): in layers with sparsity > 0,
+     * decode (batches below GM_GEMM_MIN_BATCH) computes up_proj only for
+     * the rows whose gate activation survived the gaussian top-k. Exact
+     * (same bits as the dense GEMV), so it is on by default and not a user
+     * option; tests and measurements switch it off with
+     * gm_decoder_set_sparse_ffn. The counters add up, over every
+     * token of those layers, the up_proj rows computed and the rows a dense
+     * product would have computed.
+     */
+    bool sparse_ffn;
+    int32_t *ffn_rows;  /* [max_ffn] active rows of one token */
+    int64_t ffn_rows_computed, ffn_rows_dense;
     gm_matmul_ctx mm;   /* kernels, thread pool and scratch of the matrix products */
     gm_layer_observer observer;
     void *observer_user;
@@ -69,6 +91,9 @@ GM_INTERNAL void gm_decoder_free(gm_decoder *d);
  */
 GM_INTERNAL void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0,
                                     float *logits, int first_logit_row);
+
+/* Switches the exact up_proj row skipping of sparse FFN layers (default on). */
+GM_INTERNAL void gm_decoder_set_sparse_ffn(gm_decoder *d, bool on);
 
 /* Number of most recent positions a truncation can go back without recomputation. */
 GM_INTERNAL int64_t gm_decoder_rewind_limit(const gm_decoder *d);

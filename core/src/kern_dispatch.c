@@ -225,13 +225,7 @@ int gm_kern_gemv_plan(gm_kern_gemv_job *job, int n_threads) {
     return (int)tasks;
 }
 
-void gm_kern_gemv_task(void *ctx, int task, int n_tasks, int thread) {
-    (void)n_tasks;
-    (void)thread;
-    const gm_kern_gemv_job *j = ctx;
-    const int64_t r0 = (int64_t)task * j->rows_per_task;
-    const int64_t r1 = GM_MIN(r0 + j->rows_per_task, j->rows);
-    if (r0 >= r1) return;
+void gm_kern_gemv_range(const gm_kern_gemv_job *j, int64_t r0, int64_t r1) {
     const gm_kernels *k = j->k;
     switch (j->type) {
     case GM_KERN_F32: k->gemv_f32(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
@@ -244,4 +238,13 @@ void gm_kern_gemv_task(void *ctx, int task, int n_tasks, int thread) {
         k->matmul_q4_0x16(j->W, j->ld / 32, j->x, j->xsum, j->n / 32, 1, j->y, j->rows, r0, r1);
         break;
     }
+}
+
+void gm_kern_gemv_task(void *ctx, int task, int n_tasks, int thread) {
+    (void)n_tasks;
+    (void)thread;
+    const gm_kern_gemv_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t r1 = GM_MIN(r0 + j->rows_per_task, j->rows);
+    if (r0 < r1) gm_kern_gemv_range(j, r0, r1);
 }

@@ -139,7 +139,7 @@ static void ref_tanh_f32(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
 }
 
-/* gelu_pytorch_tanh, written exactly as ops.c's gm_gelu_tanh. */
+/* gelu_pytorch_tanh (transformers GELUTanh / PytorchGELUTanh): the reference operation order. */
 static void ref_gelu_tanh(float *x, int64_t n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int64_t i = 0; i < n; i++) {

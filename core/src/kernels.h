@@ -135,9 +135,9 @@ typedef struct gm_kernels {
     float (*exp_sum)(float *x, int64_t n, float m);
     void (*tanh_f32)(float *x, int64_t n);
     /* gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in place,
-     * in the same f32 operation order as ops.c's gm_gelu_tanh. */
+     * in the same f32 operation order as kern_ref.c's reference. */
     void (*gelu_tanh)(float *x, int64_t n);
-    /* x[i] = cap * tanh(x[i] / cap) (final logit soft-capping), as gm_softcap. */
+    /* x[i] = cap * tanh(x[i] / cap) (final logit soft-capping), as kern_ref.c. */
     void (*softcap)(float *x, int64_t n, float cap);
 } gm_kernels;
 
@@ -215,5 +215,7 @@ typedef struct gm_kern_gemv_job {
 GM_INTERNAL int gm_kern_gemv_plan(gm_kern_gemv_job *job, int n_threads);
 /* gm_pool_fn-compatible: computes the rows of task `task`. */
 GM_INTERNAL void gm_kern_gemv_task(void *job, int task, int n_tasks, int thread);
+/* Rows [r0, r1) of the job (packed weights: r0 a multiple of 16), on the calling thread. */
+GM_INTERNAL void gm_kern_gemv_range(const gm_kern_gemv_job *job, int64_t r0, int64_t r1);
 
 #endif /* GM_KERNELS_H */

@@ -42,7 +42,7 @@ void gm_matmul_free(gm_matmul_ctx *c) {
     memset(c, 0, sizeof *c);
 }
 
-static gm_kern_wtype kernel_type(const gm_matrix *W) {
+gm_kern_wtype gm_matmul_kernel_type(const gm_matrix *W) {
     if (W->layout == GM_LAYOUT_Q4_0X16) return GM_KERN_Q4_0X16;
     switch (W->type) {
     case GM_DTYPE_BF16: return GM_KERN_BF16;
@@ -55,7 +55,7 @@ static gm_kern_wtype kernel_type(const gm_matrix *W) {
 
 /* y = W[0:out, 0:in] x, rows split over the pool (kernels.h's threaded GEMV). */
 static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *x, float *y) {
-    gm_kern_gemv_job job = {c->k, kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL};
+    gm_kern_gemv_job job = {c->k, gm_matmul_kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL};
     if (gm_dtype_block(W->type) > 1) {
         c->k->quantize_row_q8_0(x, c->xq, in); /* ggml's vec_dot_type for Q8_0 / Q4_0 weights */
         job.x = c->xq;

@@ -45,6 +45,9 @@ GM_INTERNAL void gm_matmul_free(gm_matmul_ctx *c);
  * `in` columns of W are used (MatFormer FFN prefixes; `in` a multiple of
  * 32 for Q8_0/Q4_0 weights). in <= max_cols.
  */
+/* The kernel the one-row (GEMV) path uses for W: one definition, shared with matmul_sparse.c. */
+GM_INTERNAL gm_kern_wtype gm_matmul_kernel_type(const gm_matrix *W);
+
 GM_INTERNAL void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
                            int64_t T, float *Y);
 

@@ -1,4 +1,4 @@
-/* ops.c - scalar reference implementations of the decoder's ops (see ops.h). */
+/* ops.c - the decoder's composite ops (see ops.h). */
 #include "ops.h"
 
 #include "pack.h"
@@ -6,44 +6,43 @@
 
 #include <math.h>
 
-
-void gm_rmsnorm(const float *x, const float *w, int n, float eps, float *out) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv = (float)(1.0 / sqrt(ss / n + eps));
-    if (w)
-        for (int i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
-    else
-        for (int i = 0; i < n; i++) out[i] = x[i] * inv;
+/* inv = 1 / sqrt(mean square + eps); the sum of squares is the table's (SIMD) reduction. */
+void gm_rmsnorm(const gm_kernels *k, const float *x, const float *w, int n, float eps, float *out) {
+    float inv = (float)(1.0 / sqrt((double)k->sumsq(x, n) / n + eps));
+    if (out != x) memcpy(out, x, sizeof(float) * (size_t)n);
+    k->scale(inv, out, n);      /* x * inv, then * w: the order of the scalar formula */
+    if (w) k->mul(out, w, out, n);
 }
 
-float gm_rms(const float *x, int n) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    return (float)sqrt(ss / n);
+float gm_rms(const gm_kernels *k, const float *x, int n) { return (float)sqrt((double)k->sumsq(x, n) / n); }
+
+void gm_softmax(const gm_kernels *k, float *x, int n) {
+    float sum = k->exp_sum(x, n, k->max_f32(x, n));
+    k->scale(1.0f / sum, x, n);
 }
 
-void gm_gelu_tanh(float *x, int n) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    for (int i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+void gm_rope_inv_freq(float theta, int hd, float *inv_freq) {
+    for (int i = 0; i < hd / 2; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+}
+
+void gm_rope_angles(const float *inv_freq, int hd, int64_t pos, float *cs, float *sn) {
+    for (int i = 0; i < hd / 2; i++) {
+        float angle = inv_freq[i] * (float)pos; /* rounded to f32 as upstream */
+        cs[i] = cosf(angle);
+        sn[i] = sinf(angle);
     }
 }
 
-void gm_rope(float *x, int hd, int64_t pos, float theta) {
+void gm_rope(float *x, int hd, const float *cs, const float *sn) {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
-        /* inv_freq = 1 / theta^(2i/hd) and the angle, both rounded to f32 as upstream */
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        float angle = inv_freq * (float)pos;
-        float c = cosf(angle), s = sinf(angle);
         float a = x[i], b = x[i + half];
-        x[i] = a * c - b * s;
-        x[i + half] = b * c + a * s;
+        x[i] = a * cs[i] - b * sn[i];
+        x[i + half] = b * cs[i] + a * sn[i];
     }
 }
 
+/* Mean and std in double: a decode-time cost of two passes over F, negligible next to gate_proj. */
 void gm_gaussian_topk(float *x, int n, float std_multiplier) {
     double sum = 0, ss = 0;
     for (int i = 0; i < n; i++) sum += x[i];
@@ -53,33 +52,7 @@ void gm_gaussian_topk(float *x, int n, float std_multiplier) {
     for (int i = 0; i < n; i++) x[i] = x[i] > cutoff ? x[i] - cutoff : 0.0f;
 }
 
-void gm_softmax(float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-
-void gm_softcap(float *x, int64_t n, float cap) {
-    for (int64_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
-}
-
-float gm_dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float s = 0;
-    for (; i < n; i++) s += a[i] * b[i];
-    return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-/* Address of element (r, col) of W; col is a multiple of the block size for block types. */
+/* Address of element (r, col) of a row-major W; col is a multiple of the block size for block types. */
 static const uint8_t *element_at(const gm_matrix *W, int64_t r, int64_t col) {
     return (const uint8_t *)W->data + gm_dtype_row_bytes(W->type, r * W->row_stride + col);
 }

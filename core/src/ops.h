@@ -1,31 +1,45 @@
 /*
- * ops.h - the numeric building blocks of the decoder (scalar, f32).
+ * ops.h - the numeric building blocks of the decoder (f32).
  * Each op names the upstream function whose math it reproduces.
+ *
+ * The per-token ops take the kernel table (kernels.h) for their reductions
+ * and transcendentals: SIMD in decode's hot loop, and the scalar reference
+ * when given &gm_kernels_ref. The elementwise ops with a table twin
+ * (gelu_tanh, softcap, dot_f32, axpy, mul, scale) are called on the table
+ * directly; their scalar reference is kern_ref.c.
  */
 #ifndef GM_OPS_H
 #define GM_OPS_H
 
-#include "gm_internal.h"
+#include "kernels.h"
 
 /*
  * Gemma3nRMSNorm: out = x / sqrt(mean(x^2) + eps) * w   (w == NULL: no scale,
  * as v_norm). Note: Gemma 3n multiplies by w, not (1 + w) as Gemma 1-3.
  * out may alias x.
  */
-GM_INTERNAL void gm_rmsnorm(const float *x, const float *w, int n, float eps, float *out);
+GM_INTERNAL void gm_rmsnorm(const gm_kernels *k, const float *x, const float *w, int n, float eps, float *out);
 
 /* sqrt(mean(x^2)) (AltUp magnitude matching). */
-GM_INTERNAL float gm_rms(const float *x, int n);
+GM_INTERNAL float gm_rms(const gm_kernels *k, const float *x, int n);
 
-/* gelu_pytorch_tanh, in place. */
-GM_INTERNAL void gm_gelu_tanh(float *x, int n);
+/* In-place softmax of n values (max-subtracted). */
+GM_INTERNAL void gm_softmax(const gm_kernels *k, float *x, int n);
 
 /*
- * apply_rotary_pos_emb with rotate_half on one head of `hd` values:
- * pairs (i, i + hd/2) rotated by pos * theta^(-2i/hd), computed in f32 as
- * Gemma3nRotaryEmbedding does.
+ * Rotary embedding tables of one head size and base (Gemma3nRotaryEmbedding):
+ * inv_freq[i] = 1 / theta^(2i/hd), rounded to f32 as upstream, computed once;
+ * gm_rope_angles fills cos/sin of pos * inv_freq for one position, so the
+ * heads and layers of a token share one set of transcendentals.
  */
-GM_INTERNAL void gm_rope(float *x, int hd, int64_t pos, float theta);
+GM_INTERNAL void gm_rope_inv_freq(float theta, int hd, float *inv_freq);
+GM_INTERNAL void gm_rope_angles(const float *inv_freq, int hd, int64_t pos, float *cs, float *sn);
+
+/*
+ * apply_rotary_pos_emb with rotate_half on one head of `hd` values: pairs
+ * (i, i + hd/2) rotated by the angles of gm_rope_angles (cs, sn: [hd/2]).
+ */
+GM_INTERNAL void gm_rope(float *x, int hd, const float *cs, const float *sn);
 
 /*
  * Gemma3nTextMLP._gaussian_topk: x = relu(x - (mean(x) + std(x) * mult))
@@ -33,15 +47,7 @@ GM_INTERNAL void gm_rope(float *x, int hd, int64_t pos, float theta);
  */
 GM_INTERNAL void gm_gaussian_topk(float *x, int n, float std_multiplier);
 
-/* In-place softmax of n values (max-subtracted, f32 accumulation in double). */
-GM_INTERNAL void gm_softmax(float *x, int n);
-
-/* x = cap * tanh(x / cap), in place (final logit soft-capping). */
-GM_INTERNAL void gm_softcap(float *x, int64_t n, float cap);
-
-GM_INTERNAL float gm_dot_f32(const float *a, const float *b, int64_t n);
-
-/* Row `r` of W widened to f32 (embedding lookups). */
+/* Row `r` of W widened to f32 (embedding lookups), whatever W's layout. */
 GM_INTERNAL void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float *out);
 
 #endif

@@ -6,8 +6,13 @@
  * Layout conventions: activations are row-major [T, width] with row
  * stride = width; AltUp streams are [K][B][H] (stream k, token t at
  * (k * B + t) * H).
+ *
+ * Per-token elementwise work goes through the kernel table (d->mm.k: SIMD
+ * dots, exp, tanh, axpy...), so only the loops without a table twin are
+ * scalar; with GEMMA3N_KERNELS=ref everything is the scalar reference.
  */
 #include "decoder.h"
+#include "matmul_sparse.h"
 #include "ops.h"
 
 #include <math.h>
@@ -21,6 +26,26 @@ static float *alloc_floats(size_t n, bool *ok) {
     float *p = gm_mul_size(n, sizeof(float), &bytes) ? gm_aligned_alloc(bytes) : NULL;
     if (!p) *ok = false;
     return p;
+}
+
+/* The plan's distinct RoPE bases and their inverse frequencies; false if there are too many. */
+static bool setup_rope(gm_decoder *d, bool *ok) {
+    for (int p = 0; p < d->plan.n_layers; p++) {
+        float theta = d->plan.layers[p].rope_theta;
+        int b = 0;
+        while (b < d->n_rope_bases && d->rope_theta[b] != theta) b++;
+        if (b == d->n_rope_bases) {
+            if (b == GM_MAX_ROPE_BASES) return false;
+            d->rope_theta[d->n_rope_bases++] = theta;
+        }
+        d->rope_base[p] = (int8_t)b;
+    }
+    size_t half = (size_t)d->hd / 2, n = (size_t)GM_MAX_ROPE_BASES * d->max_batch * half;
+    d->inv_freq = alloc_floats((size_t)GM_MAX_ROPE_BASES * half, ok);
+    d->rope_cos = alloc_floats(n, ok);
+    d->rope_sin = alloc_floats(n, ok);
+    for (int b = 0; *ok && b < d->n_rope_bases; b++) gm_rope_inv_freq(d->rope_theta[b], d->hd, d->inv_freq + b * half);
+    return true;
 }
 
 static void alloc_kv(gm_decoder *d, bool *ok) {
@@ -71,7 +96,14 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
     d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->router = alloc_floats(B * (size_t)d->K, &ok);
     d->coefs = alloc_floats(B * (size_t)d->K * d->K, &ok);
+    d->ffn_rows = gm_aligned_alloc(sizeof(int32_t) * (size_t)GM_MAX(d->max_ffn, 1));
+    ok = ok && d->ffn_rows;
+    d->sparse_ffn = true;
     if (ok) alloc_kv(d, &ok);
+    if (ok && !setup_rope(d, &ok)) {
+        gm_decoder_free(d);
+        return gm_fail(err, GM_ERR_UNSUPPORTED, "more than %d RoPE bases in one model", GM_MAX_ROPE_BASES);
+    }
     if (!ok) {
         gm_decoder_free(d);
         return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory allocating the KV cache and buffers (n_ctx %d)", n_ctx);
@@ -84,11 +116,14 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
 void gm_decoder_free(gm_decoder *d) {
     float **bufs[] = {&d->x0, &d->streams, &d->pred, &d->ple_proj, &d->pli, &d->an, &d->laurel, &d->attn,
                       &d->al, &d->tmp_h, &d->hidden, &d->low_rank, &d->q, &d->att_out, &d->k, &d->v,
-                      &d->scores, &d->gate, &d->up, &d->router, &d->coefs};
+                      &d->scores, &d->gate, &d->up, &d->router, &d->coefs, &d->inv_freq, &d->rope_cos,
+                      &d->rope_sin};
     for (size_t i = 0; i < GM_ARRAY_LEN(bufs); i++) {
         gm_aligned_free(*bufs[i]);
         *bufs[i] = NULL;
     }
+    gm_aligned_free(d->ffn_rows);
+    d->ffn_rows = NULL;
     gm_matmul_free(&d->mm);
     for (int p = 0; p < GM_MAX_LAYERS; p++) {
         gm_aligned_free(d->kv[p].k);
@@ -96,6 +131,8 @@ void gm_decoder_free(gm_decoder *d) {
         d->kv[p].k = d->kv[p].v = NULL;
     }
 }
+
+void gm_decoder_set_sparse_ffn(gm_decoder *d, bool on) { d->sparse_ffn = on; }
 
 int64_t gm_decoder_rewind_limit(const gm_decoder *d) {
     int64_t limit = INT64_MAX, window = d->model->cfg.sliding_window;
@@ -111,13 +148,10 @@ static void matmul(gm_decoder *d, const gm_matrix *W, int64_t out, int64_t in, c
     gm_matmul(&d->mm, W, out, in, X, T, Y);
 }
 
-/* Scales rows of `x` [T, H] to the RMS `target[t]` (new mean-square floored at 1e-5, as upstream). */
-static void match_magnitude(float *x, int H, float target) {
-    double ss = 0;
-    for (int i = 0; i < H; i++) ss += (double)x[i] * x[i];
-    float mag = (float)sqrt(fmax(ss / H, 1e-5));
-    float s = target / mag;
-    for (int i = 0; i < H; i++) x[i] *= s;
+/* Scales `x` [H] to the RMS `target` (new mean-square floored at 1e-5, as upstream). */
+static void match_magnitude(const gm_kernels *k, float *x, int H, float target) {
+    float mag = (float)sqrt(fmax((double)k->sumsq(x, H) / H, 1e-5));
+    k->scale(target / mag, x, H);
 }
 
 /* ---- embeddings: Gemma3nTextModel.forward up to the first layer ---- */
@@ -126,6 +160,7 @@ static void match_magnitude(float *x, int H, float target) {
 static void per_layer_inputs(gm_decoder *d, const int32_t *ids, int T) {
     const gm_text_config *c = &d->model->cfg;
     const gm_text_weights *w = &d->model->w;
+    const gm_kernels *k = d->mm.k;
     int P = d->P, L = c->num_layers, n = d->plan.n_layers;
     matmul(d, &w->per_layer_model_projection, (int64_t)L * P, d->H, d->x0, T, d->ple_proj);
     const float proj_scale = 1.0f / sqrtf((float)d->H), ple_scale = sqrtf((float)P);
@@ -137,22 +172,24 @@ static void per_layer_inputs(gm_decoder *d, const int32_t *ids, int T) {
             int src = d->plan.layers[p].src;
             float *proj = d->ple_proj + ((size_t)t * L + src) * P;
             float *out = d->pli + ((size_t)t * n + p) * P;
-            for (int i = 0; i < P; i++) proj[i] *= proj_scale;
-            gm_rmsnorm(proj, w->per_layer_projection_norm.data, P, c->rms_norm_eps, out);
+            k->scale(proj_scale, proj, P);
+            gm_rmsnorm(k, proj, w->per_layer_projection_norm.data, P, c->rms_norm_eps, out);
             gm_matrix_row(&w->embed_tokens_per_layer, ple_id, (int64_t)src * P, P, ple_row);
-            for (int i = 0; i < P; i++) out[i] = (out[i] + ple_row[i] * ple_scale) * input_scale;
+            k->axpy(ple_scale, ple_row, out, P); /* (out + ple * ple_scale) * input_scale */
+            k->scale(input_scale, out, P);
         }
     }
 }
 
 static void embed(gm_decoder *d, const int32_t *ids, int T) {
     const gm_text_weights *w = &d->model->w;
+    const gm_kernels *kt = d->mm.k;
     int H = d->H;
     const float scale = sqrtf((float)H); /* float32 constant, as the goldens (see golden README) */
     for (int t = 0; t < T; t++) {
         float *x = d->x0 + (size_t)t * H;
         gm_matrix_row(&w->embed_tokens, ids[t], 0, H, x);
-        for (int i = 0; i < H; i++) x[i] *= scale;
+        kt->scale(scale, x, H);
     }
     per_layer_inputs(d, ids, T);
     /* AltUp stream 0 is the embedding; streams 1..K-1 are projections at its magnitude. */
@@ -162,7 +199,7 @@ static void embed(gm_decoder *d, const int32_t *ids, int T) {
         for (int t = 0; t < T; t++) {
             float *s = STREAM(d, d->streams, k, t);
             memcpy(s, d->tmp_h + (size_t)t * H, sizeof(float) * H);
-            match_magnitude(s, H, gm_rms(d->x0 + (size_t)t * H, H));
+            match_magnitude(kt, s, H, gm_rms(kt, d->x0 + (size_t)t * H, H));
         }
     }
 }
@@ -172,56 +209,72 @@ static void embed(gm_decoder *d, const int32_t *ids, int T) {
 /* compute_router_modalities: tanh(router @ (RMSNorm(x; router_norm) / H)) -> [K]. */
 static void router_modalities(gm_decoder *d, const gm_layer_weights *lw, const float *x, float *out) {
     const gm_text_config *c = &d->model->cfg;
+    const gm_kernels *kt = d->mm.k;
     float *xn = d->tmp_h; /* one row is enough: callers pass rows from other buffers */
-    gm_rmsnorm(x, lw->altup_router_norm.data, d->H, c->rms_norm_eps, xn);
-    const float scale = 1.0f / (float)d->H;
-    for (int i = 0; i < d->H; i++) xn[i] *= scale;
+    gm_rmsnorm(kt, x, lw->altup_router_norm.data, d->H, c->rms_norm_eps, xn);
+    kt->scale(1.0f / (float)d->H, xn, d->H);
     const float *router = lw->altup_modality_router.data; /* [K, H] f32 */
-    for (int k = 0; k < d->K; k++) out[k] = tanhf(gm_dot_f32(router + (size_t)k * d->H, xn, d->H));
+    for (int k = 0; k < d->K; k++) out[k] = kt->dot_f32(router + (size_t)k * d->H, xn, d->H);
+    kt->tanh_f32(out, d->K);
 }
 
 /* predict: pred_j = s_j + sum_i P[K*j + i] * s_i with P = prediction_coefs @ m(s_active). */
 static void altup_predict(gm_decoder *d, const gm_layer_weights *lw, int T) {
+    const gm_kernels *kt = d->mm.k;
     int K = d->K, H = d->H, active = d->model->cfg.altup_active_idx;
     const float *pc = lw->altup_prediction_coefs.data; /* [K*K, K] */
     for (int t = 0; t < T; t++) {
         float m[GM_MAX_ALTUP], coef[GM_MAX_ALTUP * GM_MAX_ALTUP];
         router_modalities(d, lw, STREAM(d, d->streams, active, t), m);
-        for (int o = 0; o < K * K; o++) coef[o] = gm_dot_f32(pc + (size_t)o * K, m, K);
+        for (int o = 0; o < K * K; o++) coef[o] = kt->dot_f32(pc + (size_t)o * K, m, K);
         for (int j = 0; j < K; j++) {
             float *out = STREAM(d, d->pred, j, t);
             memcpy(out, STREAM(d, d->streams, j, t), sizeof(float) * H);
-            for (int i = 0; i < K; i++) {
-                const float *s = STREAM(d, d->streams, i, t);
-                float a = coef[K * j + i];
-                for (int h = 0; h < H; h++) out[h] += a * s[h];
-            }
+            for (int i = 0; i < K; i++) kt->axpy(coef[K * j + i], STREAM(d, d->streams, i, t), out, H);
         }
     }
 }
 
 /* correct: corr_j = pred_j + (correction_coefs @ m(out) + 1)_j * (out - pred_active), into streams. */
 static void altup_correct(gm_decoder *d, const gm_layer_weights *lw, const float *activated, int T) {
+    const gm_kernels *kt = d->mm.k;
     int K = d->K, H = d->H, active = d->model->cfg.altup_active_idx;
     const float *cc = lw->altup_correction_coefs.data; /* [K, K] */
     for (int t = 0; t < T; t++) {
         const float *out = activated + (size_t)t * H, *pa = STREAM(d, d->pred, active, t);
-        float m[GM_MAX_ALTUP];
+        float m[GM_MAX_ALTUP], *innov = d->tmp_h; /* free again once the router has run */
         router_modalities(d, lw, out, m);
+        for (int h = 0; h < H; h++) innov[h] = out[h] - pa[h];
         for (int j = 0; j < K; j++) {
-            float c = gm_dot_f32(cc + (size_t)j * K, m, K) + 1.0f;
-            const float *pj = STREAM(d, d->pred, j, t);
+            float c = kt->dot_f32(cc + (size_t)j * K, m, K) + 1.0f;
             float *s = STREAM(d, d->streams, j, t);
-            for (int h = 0; h < H; h++) s[h] = pj[h] + c * (out[h] - pa[h]);
+            memcpy(s, STREAM(d, d->pred, j, t), sizeof(float) * H);
+            kt->axpy(c, innov, s, H); /* pred_j + c * (out - pred_active) */
         }
     }
 }
 
 /* ---- attention (Gemma3nTextAttention) ---- */
 
+/* cos/sin of every batch row's position for each RoPE base: once per forward, shared by all layers and heads. */
+static void rope_tables(gm_decoder *d, int T, int64_t pos0) {
+    size_t half = (size_t)d->hd / 2;
+    for (int b = 0; b < d->n_rope_bases; b++)
+        for (int t = 0; t < T; t++) {
+            size_t o = ((size_t)b * d->max_batch + t) * half;
+            gm_rope_angles(d->inv_freq + b * half, d->hd, pos0 + t, d->rope_cos + o, d->rope_sin + o);
+        }
+}
+
+/* Rotates one head of batch row t in plan layer p. */
+static void rope(const gm_decoder *d, int p, int t, float *x) {
+    size_t o = ((size_t)d->rope_base[p] * d->max_batch + t) * (d->hd / 2);
+    gm_rope(x, d->hd, d->rope_cos + o, d->rope_sin + o);
+}
+
 static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
     const gm_text_config *c = &d->model->cfg;
-    const gm_plan_layer *pl = &d->plan.layers[p];
+    const gm_kernels *k = d->mm.k;
     gm_kv_layer *kv = &d->kv[p];
     matmul(d, &lw->k_proj, d->kv_dim, d->H, d->an, T, d->k);
     matmul(d, &lw->v_proj, d->kv_dim, d->H, d->an, T, d->v);
@@ -231,9 +284,9 @@ static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, 
         float *vdst = kv->v + (size_t)(pos % kv->cap) * d->kv_dim;
         for (int h = 0; h < d->nkv; h++) {
             size_t o = (size_t)t * d->kv_dim + (size_t)h * d->hd;
-            gm_rmsnorm(d->k + o, lw->k_norm.data, d->hd, c->rms_norm_eps, kdst + h * d->hd);
-            gm_rope(kdst + h * d->hd, d->hd, pos, pl->rope_theta);
-            gm_rmsnorm(d->v + o, NULL, d->hd, c->rms_norm_eps, vdst + h * d->hd); /* v_norm: no weight */
+            gm_rmsnorm(k, d->k + o, lw->k_norm.data, d->hd, c->rms_norm_eps, kdst + h * d->hd);
+            rope(d, p, t, kdst + h * d->hd);
+            gm_rmsnorm(k, d->v + o, NULL, d->hd, c->rms_norm_eps, vdst + h * d->hd); /* v_norm: no weight */
         }
     }
 }
@@ -241,18 +294,18 @@ static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, 
 /* One query head at absolute position `pos` over the cache of layer `src` (scaling 1.0, no softcap). */
 static void attend(gm_decoder *d, const gm_kv_layer *kv, bool sliding, const float *q, int kv_head,
                    int64_t pos, float *out) {
+    const gm_kernels *kt = d->mm.k;
     int64_t lo = sliding ? GM_MAX(0, pos - d->model->cfg.sliding_window + 1) : 0;
     int n = (int)(pos - lo + 1), hd = d->hd;
     for (int j = 0; j < n; j++) {
         const float *k = kv->k + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        d->scores[j] = gm_dot_f32(q, k, hd);
+        d->scores[j] = kt->dot_f32(q, k, hd);
     }
-    gm_softmax(d->scores, n);
+    gm_softmax(kt, d->scores, n);
     memset(out, 0, sizeof(float) * hd);
     for (int j = 0; j < n; j++) {
         const float *v = kv->v + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        float a = d->scores[j];
-        for (int i = 0; i < hd; i++) out[i] += a * v[i];
+        kt->axpy(d->scores[j], v, out, hd);
     }
 }
 
@@ -267,13 +320,13 @@ static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, i
     for (int t = 0; t < T; t++)
         for (int h = 0; h < d->nh; h++) {
             float *q = d->q + (size_t)t * d->q_dim + (size_t)h * d->hd;
-            gm_rmsnorm(q, lw->q_norm.data, d->hd, c->rms_norm_eps, q);
-            gm_rope(q, d->hd, pos0 + t, pl->rope_theta);
+            gm_rmsnorm(d->mm.k, q, lw->q_norm.data, d->hd, c->rms_norm_eps, q);
+            rope(d, p, t, q);
             attend(d, kv, pl->sliding, q, h / group, pos0 + t, d->att_out + (size_t)t * d->q_dim + (size_t)h * d->hd);
         }
     matmul(d, &lw->o_proj, d->H, d->q_dim, d->att_out, T, d->attn);
     for (int t = 0; t < T; t++)
-        gm_rmsnorm(d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps, d->attn + (size_t)t * d->H);
+        gm_rmsnorm(d->mm.k, d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps, d->attn + (size_t)t * d->H);
 }
 
 /* ---- feed-forward (Gemma3nTextMLP) and LAuReL (Gemma3nTextLaurelBlock) ---- */
@@ -286,23 +339,55 @@ static void laurel(gm_decoder *d, const gm_layer_weights *lw, int T) {
     for (int t = 0; t < T; t++) {
         float *x = d->laurel + (size_t)t * d->H;
         const float *a = d->an + (size_t)t * d->H;
-        gm_rmsnorm(x, lw->laurel_post_norm.data, d->H, c->rms_norm_eps, x);
-        for (int i = 0; i < d->H; i++) x[i] += a[i];
+        gm_rmsnorm(d->mm.k, x, lw->laurel_post_norm.data, d->H, c->rms_norm_eps, x);
+        d->mm.k->axpy(1.0f, a, x, d->H); /* 1 * a is exact: x + a */
     }
 }
 
-/* out [T, H] = down(gelu_tanh(sparsify(gate(x))) * up(x)) over the plan's FFN width. */
+/*
+ * g[i] *= up(x)[i] for the rows where g survived the top-k (gelu(0) = 0, so
+ * the others stay exactly 0, as 0 * up is in the dense product; down_proj
+ * sums those zeros without effect). Rows come from the same GEMV kernel as
+ * the dense path (matmul_sparse.h): same bits. Not exact only where the
+ * dense product would give inf/NaN in a skipped row (0 * inf).
+ */
+static void sparse_up(gm_decoder *d, const gm_layer_weights *lw, int F, const float *x, float *g, float *u) {
+    int n = 0;
+    for (int i = 0; i < F; i++)
+        if (g[i] != 0.0f) d->ffn_rows[n++] = i;
+    d->ffn_rows_computed += gm_matmul_rows(&d->mm, &lw->up_proj, F, d->H, x, d->ffn_rows, n, u);
+    for (int i = 0; i < n; i++) g[d->ffn_rows[i]] *= u[d->ffn_rows[i]];
+    d->ffn_rows_dense += F;
+}
+
+/*
+ * out [T, H] = down(gelu_tanh(sparsify(gate(x))) * up(x)) over the plan's FFN width.
+ * In decode (batches below GM_GEMM_MIN_BATCH, rows through GEMV) a sparse
+ * layer computes only the up rows that matter: the same bits as the dense
+ * product. Not for larger batches, although per-token row subsets beat the
+ * batched product there too (E2B up_proj Q4_0, 2 threads: 128 tokens 41 ms
+ * vs 186 ms through widen + sgemm): swapping sgemm's rounding for GEMV's
+ * moved matformer_tiny/slice_B's token-by-token vs batch difference past
+ * its 5e-4 tolerance under avx2. That model amplifies any rounding ~10x in
+ * its F=32 sparse layer (relu(g - cutoff) keeps 1-2 values barely above
+ * the cutoff: cancellation), so which rounding wins there is luck.
+ */
 static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *lw, const float *x, int T,
                 float *out) {
+    const gm_kernels *k = d->mm.k;
     int F = pl->ffn_dim;
+    /* GEMV rows only (see above); packed rows have no cheap subset */
+    bool sparse = pl->sparsity > 0 && d->sparse_ffn && T < GM_GEMM_MIN_BATCH && lw->up_proj.layout == GM_LAYOUT_ROWS;
     matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
-    matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
+    if (!sparse) matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
     for (int t = 0; t < T; t++) {
-        float *g = d->gate + (size_t)t * F;
-        const float *u = d->up + (size_t)t * F;
+        float *g = d->gate + (size_t)t * F, *u = d->up + (size_t)t * F;
         if (pl->sparsity > 0) gm_gaussian_topk(g, F, pl->sparsity_std_multiplier);
-        gm_gelu_tanh(g, F);
-        for (int i = 0; i < F; i++) g[i] *= u[i];
+        k->gelu_tanh(g, F);
+        if (sparse)
+            sparse_up(d, lw, F, x + (size_t)t * d->H, g, u);
+        else
+            k->mul(g, u, g, F);
     }
     matmul(d, &lw->down_proj, d->H, F, d->gate, T, out);
 }
@@ -311,28 +396,28 @@ static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *
 
 static void per_layer_input_update(gm_decoder *d, int p, const gm_layer_weights *lw, int T) {
     const gm_text_config *c = &d->model->cfg;
+    const gm_kernels *kt = d->mm.k;
     int H = d->H, P = d->P, active = c->altup_active_idx;
     for (int t = 0; t < T; t++) {
         float *f = d->tmp_h + (size_t)t * H;
         const float *s = STREAM(d, d->streams, active, t);
-        for (int i = 0; i < H; i++)
-            f[i] = c->altup_correct_scale ? s[i] * lw->altup_correct_output_scale.data[i] : s[i];
+        if (c->altup_correct_scale)
+            kt->mul(s, lw->altup_correct_output_scale.data, f, H);
+        else
+            memcpy(f, s, sizeof(float) * H);
     }
     matmul(d, &lw->per_layer_input_gate, P, H, d->tmp_h, T, d->low_rank);
     for (int t = 0; t < T; t++) {
         float *g = d->low_rank + (size_t)t * P;
-        const float *pli = d->pli + ((size_t)t * d->plan.n_layers + p) * P;
-        gm_gelu_tanh(g, P);
-        for (int i = 0; i < P; i++) g[i] *= pli[i];
+        kt->gelu_tanh(g, P);
+        kt->mul(g, d->pli + ((size_t)t * d->plan.n_layers + p) * P, g, P);
     }
     matmul(d, &lw->per_layer_projection, H, P, d->low_rank, T, d->tmp_h);
     for (int t = 0; t < T; t++) {
         float *f = d->tmp_h + (size_t)t * H;
-        gm_rmsnorm(f, lw->post_per_layer_input_norm.data, H, c->rms_norm_eps, f);
-        for (int k = 1; k < d->K; k++) { /* upstream: corrected_predictions[1:] += ... */
-            float *s = STREAM(d, d->streams, k, t);
-            for (int i = 0; i < H; i++) s[i] += f[i];
-        }
+        gm_rmsnorm(kt, f, lw->post_per_layer_input_norm.data, H, c->rms_norm_eps, f);
+        for (int k = 1; k < d->K; k++) /* upstream: corrected_predictions[1:] += ... */
+            kt->axpy(1.0f, f, STREAM(d, d->streams, k, t), H);
     }
 }
 
@@ -344,7 +429,7 @@ static void layer_forward(gm_decoder *d, int p, int T, int64_t pos0) {
     const float inv_sqrt2 = 1.0f / sqrtf(2.0f);
     altup_predict(d, lw, T);
     for (int t = 0; t < T; t++)
-        gm_rmsnorm(STREAM(d, d->pred, c->altup_active_idx, t), lw->input_norm.data, H, c->rms_norm_eps,
+        gm_rmsnorm(d->mm.k, STREAM(d, d->pred, c->altup_active_idx, t), lw->input_norm.data, H, c->rms_norm_eps,
                    d->an + (size_t)t * H);
     laurel(d, lw, T);
     attention(d, p, lw, T, pos0);
@@ -353,14 +438,14 @@ static void layer_forward(gm_decoder *d, int p, int T, int64_t pos0) {
         float *al = d->al + (size_t)t * H, *x = d->tmp_h + (size_t)t * H;
         const float *at = d->attn + (size_t)t * H, *la = d->laurel + (size_t)t * H;
         for (int i = 0; i < H; i++) al[i] = ((pa[i] + at[i]) + la[i]) * inv_sqrt2;
-        gm_rmsnorm(al, lw->pre_ffw_norm.data, H, c->rms_norm_eps, x);
+        gm_rmsnorm(d->mm.k, al, lw->pre_ffw_norm.data, H, c->rms_norm_eps, x);
     }
     mlp(d, pl, lw, d->tmp_h, T, d->attn); /* attn buffer reused for the MLP output */
     for (int t = 0; t < T; t++) {
         float *m = d->attn + (size_t)t * H;
         const float *al = d->al + (size_t)t * H;
-        gm_rmsnorm(m, lw->post_ffw_norm.data, H, c->rms_norm_eps, m);
-        for (int i = 0; i < H; i++) m[i] += al[i];
+        gm_rmsnorm(d->mm.k, m, lw->post_ffw_norm.data, H, c->rms_norm_eps, m);
+        d->mm.k->axpy(1.0f, al, m, H);
     }
     altup_correct(d, lw, d->attn, T);
     per_layer_input_update(d, p, lw, T);
@@ -371,26 +456,27 @@ static void layer_forward(gm_decoder *d, int p, int T, int64_t pos0) {
 static void final_hidden(gm_decoder *d, int t0, int T) {
     const gm_text_config *c = &d->model->cfg;
     const gm_text_weights *w = &d->model->w;
+    const gm_kernels *kt = d->mm.k;
     int H = d->H, n = T - t0;
     for (int t = t0; t < T; t++) memcpy(d->hidden + (size_t)(t - t0) * H, STREAM(d, d->streams, 0, t), sizeof(float) * H);
     for (int k = 1; k < d->K; k++) {
         matmul(d, &w->altup_unembed_projections[k - 1], H, H, STREAM(d, d->streams, k, t0), n, d->tmp_h);
         for (int t = 0; t < n; t++) {
             float *u = d->tmp_h + (size_t)t * H;
-            match_magnitude(u, H, gm_rms(STREAM(d, d->streams, 0, t0 + t), H));
-            float *h = d->hidden + (size_t)t * H;
-            for (int i = 0; i < H; i++) h[i] += u[i];
+            match_magnitude(kt, u, H, gm_rms(kt, STREAM(d, d->streams, 0, t0 + t), H));
+            kt->axpy(1.0f, u, d->hidden + (size_t)t * H, H);
         }
     }
     for (int t = 0; t < n; t++) {
         float *h = d->hidden + (size_t)t * H;
         for (int i = 0; i < H; i++) h[i] /= (float)d->K;
-        gm_rmsnorm(h, w->final_norm.data, H, c->rms_norm_eps, h);
+        gm_rmsnorm(kt, h, w->final_norm.data, H, c->rms_norm_eps, h);
     }
 }
 
 void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0, float *logits, int first_logit_row) {
     embed(d, ids, T);
+    rope_tables(d, T, pos0);
     for (int p = 0; p < d->plan.n_layers; p++) {
         layer_forward(d, p, T, pos0);
         if (d->observer) d->observer(d->observer_user, p, d->streams, T, d->max_batch);
@@ -400,5 +486,5 @@ void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0, 
     int n = T - first_logit_row;
     matmul(d, &d->model->w.embed_tokens, d->V, d->H, d->hidden, n, logits);
     float cap = d->model->cfg.final_logit_softcap;
-    if (cap > 0) gm_softcap(logits, (int64_t)n * d->V, cap);
+    if (cap > 0) d->mm.k->softcap(logits, (int64_t)n * d->V, cap);
 }
