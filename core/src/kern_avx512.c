@@ -404,16 +404,22 @@ INLINE void x_words(const gm_block_q8_0 *x, __m512i *w) {
     UNROLL for (int i = 0; i < 8; i++) w[i] = x_word(x, i);
 }
 
-/* int32 block sums of 16 rows: -8 sum(x) + nibbles . x (low nibbles: elements 4q.., high: 16 + 4q..). */
+/*
+ * int32 block sums of 16 rows: -8 sum(x) + nibbles . x (low nibbles: elements
+ * 4q.., high: 16 + 4q..). The high nibbles are used in place (byte & 0xF0 =
+ * 16 hi): their sum, a multiple of 16 below 2^20, is shifted down once per
+ * tile instead of every byte once per load (shifts compete with vpdpbusd
+ * for the same port).
+ */
 INLINE __m512i tile_sumi(const gm_tile_q4_0x16 *t, const __m512i *xw, int32_t xsum) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i s = _mm512_set1_epi32(-8 * xsum);
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), hi4 = _mm512_set1_epi8((char)0xF0);
+    __m512i s = _mm512_set1_epi32(-8 * xsum), s16 = _mm512_setzero_si512();
     UNROLL for (int q = 0; q < 4; q++) {
         const __m512i v = _mm512_loadu_si512(t->qs[q]);
-        s = dpbusd(s, _mm512_and_si512(v, m4), xw[q]);
-        s = dpbusd(s, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xw[4 + q]);
+        s = dpbusd(s, _mm512_and_si512(v, lo4), xw[q]);
+        s16 = dpbusd(s16, _mm512_and_si512(v, hi4), xw[4 + q]);
     }
-    return s;
+    return _mm512_add_epi32(s, _mm512_srai_epi32(s16, 4));
 }
 
 /* acc + (f32)sumi * (d_w * d_x): the reference's operations, unfused. */
@@ -451,7 +457,7 @@ INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_bl
     UNROLL for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const gm_tile_q4_0x16 *tile = &P[g * nbl + b];
-        __m512i lo[4], hi[4];
+        __m512i lo[4], hi[4]; /* decoded once for all nt rows: here the shift is cheap */
         UNROLL for (int q = 0; q < 4; q++) {
             const __m512i v = _mm512_loadu_si512(tile->qs[q]);
             lo[q] = _mm512_and_si512(v, m4);
