@@ -161,6 +161,15 @@ static void gemm_blas(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, i
 static int64_t gemm_min_batch(gm_dtype t) { return t == GM_DTYPE_F32 ? GM_GEMM_MIN_BATCH : 32; }
 #endif
 
+bool gm_matmul_row_at_a_time(const gm_matrix *W, int64_t T) {
+    if (W->layout == GM_LAYOUT_Q4_0X16) return T == 1;
+#ifdef GM_USE_BLAS
+    return T < gemm_min_batch(W->type);
+#else
+    return true;
+#endif
+}
+
 void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
                float *Y) {
     if (W->layout == GM_LAYOUT_Q4_0X16 && T > 1) {

@@ -45,6 +45,9 @@ GM_INTERNAL void gm_matmul_free(gm_matmul_ctx *c);
  * `in` columns of W are used (MatFormer FFN prefixes; `in` a multiple of
  * 32 for Q8_0/Q4_0 weights). in <= max_cols.
  */
+/* Whether gm_matmul computes T activation rows of W one row at a time (GEMV path). */
+GM_INTERNAL bool gm_matmul_row_at_a_time(const gm_matrix *W, int64_t T);
+
 /* The kernel the one-row (GEMV) path uses for W: one definition, shared with matmul_sparse.c. */
 GM_INTERNAL gm_kern_wtype gm_matmul_kernel_type(const gm_matrix *W);
 

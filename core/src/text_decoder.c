@@ -362,22 +362,27 @@ static void sparse_up(gm_decoder *d, const gm_layer_weights *lw, int F, const fl
 
 /*
  * out [T, H] = down(gelu_tanh(sparsify(gate(x))) * up(x)) over the plan's FFN width.
- * In decode (batches below GM_GEMM_MIN_BATCH, rows through GEMV) a sparse
- * layer computes only the up rows that matter: the same bits as the dense
- * product. Not for larger batches, although per-token row subsets beat the
- * batched product there too (E2B up_proj Q4_0, 2 threads: 128 tokens 41 ms
- * vs 186 ms through widen + sgemm): swapping sgemm's rounding for GEMV's
- * moved matformer_tiny/slice_B's token-by-token vs batch difference past
- * its 5e-4 tolerance under avx2. That model amplifies any rounding ~10x in
- * its F=32 sparse layer (relu(g - cutoff) keeps 1-2 values barely above
- * the cutoff: cancellation), so which rounding wins there is luck.
+ * A sparse layer computes only the up rows that matter, token by token:
+ *  - whenever the dense product would go row at a time (decode; quantized
+ *    or bf16 weights below the sgemm batch size): the same bits;
+ *  - for quantized weights at any batch size: the dense product would widen
+ *    the weights to f32 for sgemm, 4.5x slower than per-token row subsets
+ *    (E2B up_proj Q4_0, 2 threads, 128 tokens: 41 vs 186 ms), and the rows
+ *    then get Q8_0 activations exactly as in decode (like every packed
+ *    matrix in a batch), so a batch equals token-by-token decoding here.
+ * Float weights in sgemm-sized batches stay dense: swapping sgemm's rounding
+ * for GEMV's moved matformer_tiny/slice_B's token-by-token vs batch
+ * difference past its 5e-4 tolerance under avx2 (that model amplifies any
+ * rounding ~10x in its F=32 sparse layer: relu(g - cutoff) keeps 1-2 values
+ * barely above the cutoff, a cancellation), so which rounding wins is luck.
  */
 static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *lw, const float *x, int T,
                 float *out) {
     const gm_kernels *k = d->mm.k;
     int F = pl->ffn_dim;
-    /* GEMV rows only (see above); packed rows have no cheap subset */
-    bool sparse = pl->sparsity > 0 && d->sparse_ffn && T < GM_GEMM_MIN_BATCH && lw->up_proj.layout == GM_LAYOUT_ROWS;
+    const gm_matrix *up = &lw->up_proj; /* packed rows have no cheap subset */
+    bool sparse = pl->sparsity > 0 && d->sparse_ffn && up->layout == GM_LAYOUT_ROWS &&
+                  (gm_matmul_row_at_a_time(up, T) || gm_dtype_block(up->type) > 1);
     matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
     if (!sparse) matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
     for (int t = 0; t < T; t++) {
