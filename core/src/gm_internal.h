@@ -158,6 +158,7 @@ typedef enum gm_layout {
 typedef struct gm_matrix {
     gm_dtype type;
     gm_layout layout;
+    bool file_backed;   /* data is the read-only file mapping itself: pages may be dropped and re-read */
     int64_t rows, cols;
     int64_t row_stride;
     const void *data;

@@ -227,6 +227,7 @@ static gm_status pack_matrix(binder *b, gm_matrix *W, const void *mapped, size_t
     else disown(b->m, W->data);
     W->data = P;
     W->layout = GM_LAYOUT_Q4_0X16;
+    W->file_backed = false;
     return GM_OK;
 }
 
@@ -247,6 +248,7 @@ static gm_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t 
         memcpy(copy, t.data, t.nbytes);
         out->data = copy;
     }
+    out->file_backed = out->data == t.data;
     if (!b->convert) return GM_OK;
     const void *source = out->data;
     gm_status st2 = apply_format(b, out);

@@ -64,3 +64,14 @@ void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float
     }
     gm_to_f32(W->type, element_at(W, r, col0), out, (size_t)n);
 }
+
+#define GM_FAULT_AROUND_BYTES ((uintptr_t)64 << 10) /* Linux's default fault_around_bytes */
+
+void gm_matrix_release_row(const gm_matrix *W, int64_t r) {
+    if (!W->file_backed || W->layout != GM_LAYOUT_ROWS) return;
+    const uintptr_t start = (uintptr_t)element_at(W, r, 0), end = (uintptr_t)element_at(W, r, W->cols);
+    const uintptr_t lo = start & ~(GM_FAULT_AROUND_BYTES - 1), hi = (end + GM_FAULT_AROUND_BYTES - 1) & ~(GM_FAULT_AROUND_BYTES - 1);
+    const uintptr_t first = (uintptr_t)W->data, last = (uintptr_t)element_at(W, W->rows, 0); /* stay inside the table */
+    const uintptr_t a = lo < first ? first : lo, b = hi > last ? last : hi;
+    if (b > a) gm_release_pages((const void *)a, b - a);
+}

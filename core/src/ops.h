@@ -50,4 +50,14 @@ GM_INTERNAL void gm_gaussian_topk(float *x, int n, float std_multiplier);
 /* Row `r` of W widened to f32 (embedding lookups), whatever W's layout. */
 GM_INTERNAL void gm_matrix_row(const gm_matrix *W, int64_t r, int64_t col0, int64_t n, float *out);
 
+/*
+ * Drops this process's mapping of row r's pages when W is file-backed (no
+ * effect otherwise): the pages stay in the page cache and fault back in on
+ * the next read. For tables read a row at a time (the per-layer embedding
+ * table): the kernel maps a 64 KiB window around each faulting page
+ * ("fault-around"), so without this every token leaves ~1 MB of the 4 GB
+ * table counted in the resident set.
+ */
+GM_INTERNAL void gm_matrix_release_row(const gm_matrix *W, int64_t r);
+
 #endif

@@ -178,6 +178,7 @@ static void per_layer_inputs(gm_decoder *d, const int32_t *ids, int T) {
             k->axpy(ple_scale, ple_row, out, P); /* (out + ple * ple_scale) * input_scale */
             k->scale(input_scale, out, P);
         }
+        gm_matrix_release_row(&w->embed_tokens_per_layer, ple_id); /* never resident (gm_matrix_release_row) */
     }
 }
 
