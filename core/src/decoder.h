@@ -50,7 +50,8 @@ typedef struct gm_decoder {
     float *low_rank;    /* [B, max(r, P)] */
     float *q, *k, *v;   /* [B, q_dim], [B, kv_dim] x2 */
     float *att_out;     /* [B, q_dim] */
-    float *scores;      /* [n_ctx] */
+    float *scores;      /* [n_scores][n_ctx]: a row per pool thread (attention) */
+    int n_scores;
     float *gate, *up;   /* [B, max_ffn] */
     float *router;      /* [B, K] modalities */
     float *coefs;       /* [B, K*K] */

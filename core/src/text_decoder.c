@@ -91,7 +91,8 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
     d->att_out = alloc_floats(B * (size_t)d->q_dim, &ok);
     d->k = alloc_floats(B * (size_t)d->kv_dim, &ok);
     d->v = alloc_floats(B * (size_t)d->kv_dim, &ok);
-    d->scores = alloc_floats((size_t)n_ctx, &ok);
+    d->n_scores = m->params.n_threads > 0 ? m->params.n_threads : gm_cpu_count(); /* one row per pool thread */
+    d->scores = alloc_floats((size_t)d->n_scores * (size_t)n_ctx, &ok);
     d->gate = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->router = alloc_floats(B * (size_t)d->K, &ok);
@@ -293,22 +294,54 @@ static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, 
 }
 
 /* One query head at absolute position `pos` over the cache of layer `src` (scaling 1.0, no softcap). */
-static void attend(gm_decoder *d, const gm_kv_layer *kv, bool sliding, const float *q, int kv_head,
-                   int64_t pos, float *out) {
+static void attend(const gm_decoder *d, const gm_kv_layer *kv, bool sliding, const float *q, int kv_head,
+                   int64_t pos, float *scores, float *out) {
     const gm_kernels *kt = d->mm.k;
     int64_t lo = sliding ? GM_MAX(0, pos - d->model->cfg.sliding_window + 1) : 0;
     int n = (int)(pos - lo + 1), hd = d->hd;
     for (int j = 0; j < n; j++) {
         const float *k = kv->k + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        d->scores[j] = kt->dot_f32(q, k, hd);
+        scores[j] = kt->dot_f32(q, k, hd);
     }
-    gm_softmax(kt, d->scores, n);
+    gm_softmax(kt, scores, n);
     memset(out, 0, sizeof(float) * hd);
     for (int j = 0; j < n; j++) {
         const float *v = kv->v + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        kt->axpy(d->scores[j], v, out, hd);
+        kt->axpy(scores[j], v, out, hd);
     }
 }
+
+typedef struct attn_job {
+    const gm_decoder *d;
+    const gm_layer_weights *lw;
+    const gm_kv_layer *kv;
+    int p, T;
+    int64_t pos0;
+} attn_job;
+
+/*
+ * The (token, head) pairs task, task + n_tasks, ...: interleaved, because a
+ * causal row's cost grows with its position. Each pair writes its own q and
+ * output slice and its thread's scores row, so pairs run in any order.
+ */
+static void attn_task(void *ctx, int task, int n_tasks, int thread) {
+    const attn_job *j = ctx;
+    const gm_decoder *d = j->d;
+    const gm_plan_layer *pl = &d->plan.layers[j->p];
+    const int group = d->nh / d->nkv;
+    float *scores = d->scores + (size_t)thread * (size_t)d->n_ctx;
+    for (int i = task; i < j->T * d->nh; i += n_tasks) {
+        const int t = i / d->nh, h = i % d->nh;
+        float *q = d->q + (size_t)t * d->q_dim + (size_t)h * d->hd;
+        gm_rmsnorm(d->mm.k, q, j->lw->q_norm.data, d->hd, d->model->cfg.rms_norm_eps, q);
+        rope(d, j->p, t, q);
+        attend(d, j->kv, pl->sliding, q, h / group, j->pos0 + t, scores,
+               d->att_out + (size_t)t * d->q_dim + (size_t)h * d->hd);
+    }
+}
+
+/* Below this many multiply-adds (q.k and p.v) the heads run on the calling thread. */
+#define GM_ATTN_PARALLEL_MIN (1 << 18)
 
 /* attn [T, H] = RMSNorm(o_proj(attention(an)); post_attention_layernorm). */
 static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
@@ -316,15 +349,13 @@ static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, i
     const gm_plan_layer *pl = &d->plan.layers[p];
     matmul(d, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
     if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
-    const gm_kv_layer *kv = &d->kv[pl->kv_source];
-    int group = d->nh / d->nkv;
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < d->nh; h++) {
-            float *q = d->q + (size_t)t * d->q_dim + (size_t)h * d->hd;
-            gm_rmsnorm(d->mm.k, q, lw->q_norm.data, d->hd, c->rms_norm_eps, q);
-            rope(d, p, t, q);
-            attend(d, kv, pl->sliding, q, h / group, pos0 + t, d->att_out + (size_t)t * d->q_dim + (size_t)h * d->hd);
-        }
+    attn_job job = {d, lw, &d->kv[pl->kv_source], p, T, pos0};
+    const int64_t span = pl->sliding ? GM_MIN(pos0 + T, (int64_t)c->sliding_window) : pos0 + T;
+    const int threads = GM_MIN(gm_pool_n_threads(d->mm.pool), d->n_scores);
+    if (threads > 1 && (int64_t)T * d->nh * span * d->hd * 2 >= GM_ATTN_PARALLEL_MIN)
+        gm_pool_run(d->mm.pool, attn_task, &job, GM_MIN(T * d->nh, 4 * threads));
+    else
+        attn_task(&job, 0, 1, 0);
     matmul(d, &lw->o_proj, d->H, d->q_dim, d->att_out, T, d->attn);
     for (int t = 0; t < T; t++)
         gm_rmsnorm(d->mm.k, d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps, d->attn + (size_t)t * d->H);
