@@ -212,9 +212,9 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < cols; i++) xf[i] = rng_unit();
     gm_kernels_ref.f32_to_bf16(xf, xb, cols);
     gm_kernels_ref.quantize_row_q8_0(xf, xq, cols);
-    int32_t *xsum = malloc((size_t)(cols / 32) * sizeof *xsum);
-    if (!xsum) return 1;
-    gm_q8_0_block_sums(xq, cols, xsum);
+    gm_q8_aux *xa = malloc((size_t)(cols / 32) * sizeof *xa);
+    if (!xa) return 1;
+    gm_q8_0_aux(xq, cols, xa);
 
     printf("gemv %lld x %lld: GB/s of weights (%% of the streaming bandwidth with as many threads)\n",
            (long long)rows, (long long)cols);
@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
             const gm_kernels *k = gm_kern_variant(v);
             if (!k || (only && strcmp(only, k->name) != 0)) continue;
             if (kd->type == GM_KERN_Q4_0X16 && (!k->matmul_q4_0x16 || rows % GM_PACK_ROWS)) continue;
-            gm_kern_gemv_job job = {k, kd->type, mats[0], cols, x, cols, y, rows, 0, xsum};
+            gm_kern_gemv_job job = {k, kd->type, mats[0], cols, x, cols, y, rows, 0, xa};
             const bool slow = k == &gm_kernels_ref;
             const int rr = slow ? 1 : rounds;
             const double ms = slow ? 0.0 : min_s;
@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
     free(xf);
     free(xb);
     free(xq);
-    free(xsum);
+    free(xa);
     free(y);
     gm_pool_free(pool);
     return 0;

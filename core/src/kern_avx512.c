@@ -411,9 +411,9 @@ INLINE void x_words(const gm_block_q8_0 *x, __m512i *w) {
  * tile instead of every byte once per load (shifts compete with vpdpbusd
  * for the same port).
  */
-INLINE __m512i tile_sumi(const gm_tile_q4_0x16 *t, const __m512i *xw, int32_t xsum) {
+INLINE __m512i tile_sumi(const gm_tile_q4_0x16 *t, const __m512i *xw, int32_t bias) {
     const __m512i lo4 = _mm512_set1_epi8(0x0F), hi4 = _mm512_set1_epi8((char)0xF0);
-    __m512i s = _mm512_set1_epi32(-8 * xsum), s16 = _mm512_setzero_si512();
+    __m512i s = _mm512_set1_epi32(bias), s16 = _mm512_setzero_si512();
     UNROLL for (int q = 0; q < 4; q++) {
         const __m512i v = _mm512_loadu_si512(t->qs[q]);
         s = dpbusd(s, _mm512_and_si512(v, lo4), xw[q]);
@@ -443,25 +443,25 @@ INLINE void store_rows(float *y, int64_t r, int64_t r1, __m512 v) {
 #define GM_PACKED_PREFETCH 8
 
 /* One activation row, NG groups at once (independent accumulation chains; every x word loaded once). */
-INLINE void packed_gemv_groups(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *x, const int32_t *xsum,
+INLINE void packed_gemv_groups(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *x, const gm_q8_aux *xa,
                                int64_t nb, float *y, int64_t g, int ng, int64_t r1) {
     __m512 acc[4];
     UNROLL for (int k = 0; k < ng; k++) acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i xw[8];
         x_words(&x[b], xw);
-        const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[b].d));
+        const __m512 dx = _mm512_set1_ps(xa[b].d);
         UNROLL for (int k = 0; k < ng; k++) {
             const gm_tile_q4_0x16 *t = &P[(g + k) * nbl + b];
             for (int c = 0; c < (int)sizeof *t; c += 64) _mm_prefetch((const char *)(t + GM_PACKED_PREFETCH) + c, _MM_HINT_T0);
-            acc[k] = tile_acc(acc[k], t, tile_sumi(t, xw, xsum[b]), dx);
+            acc[k] = tile_acc(acc[k], t, tile_sumi(t, xw, xa[b].bias), dx);
         }
     }
     UNROLL for (int k = 0; k < ng; k++) store_rows(y, (g + k) * 16, r1, acc[k]);
 }
 
 /* NT activation rows through one group: its nibbles are decoded once per block for all NT rows. */
-INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *X, const int32_t *xsum,
+INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_block_q8_0 *X, const gm_q8_aux *xa,
                               int64_t nb, int nt, float *Y, int64_t ldy, int64_t g, int64_t r1) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[8];
@@ -477,12 +477,13 @@ INLINE void packed_gemm_group(const gm_tile_q4_0x16 *P, int64_t nbl, const gm_bl
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tile->d));
         UNROLL for (int t = 0; t < nt; t++) {
             const gm_block_q8_0 *x = &X[t * nb + b];
-            __m512i s = _mm512_set1_epi32(-8 * xsum[t * nb + b]);
+            const gm_q8_aux *a = &xa[t * nb + b];
+            __m512i s = _mm512_set1_epi32(a->bias);
             UNROLL for (int q = 0; q < 4; q++) {
                 s = dpbusd(s, lo[q], x_word(x, q));
                 s = dpbusd(s, hi[q], x_word(x, 4 + q));
             }
-            const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(x->d)));
+            const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(a->d));
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
         }
     }
@@ -525,24 +526,24 @@ static void avx512_pack_q4_0x16(const void *Wv, int64_t nbl, void *Pv, int64_t g
 
 #define GM_PACKED_NT 8 /* activation rows per pass of packed_gemm_group (accumulators in registers) */
 
-static void vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const int32_t *xsum, int64_t nb,
+static void vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm_q8_aux *xa, int64_t nb,
                                 int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const gm_tile_q4_0x16 *P = Pv;
     const gm_block_q8_0 *X = Xv;
     const int64_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
     if (T == 1) {
         int64_t g = g0;
-        for (; g + 4 <= g1; g += 4) packed_gemv_groups(P, nbl, X, xsum, nb, Y, g, 4, r1);
-        for (; g < g1; g++) packed_gemv_groups(P, nbl, X, xsum, nb, Y, g, 1, r1);
+        for (; g + 4 <= g1; g += 4) packed_gemv_groups(P, nbl, X, xa, nb, Y, g, 4, r1);
+        for (; g < g1; g++) packed_gemv_groups(P, nbl, X, xa, nb, Y, g, 1, r1);
         return;
     }
     for (int64_t g = g0; g < g1; g++) { /* a group's tiles stay in L2 while every activation row passes */
         for (int64_t t = 0; t < T; t += GM_PACKED_NT) {
             const int nt = (int)GM_MIN(GM_PACKED_NT, T - t);
             if (nt == GM_PACKED_NT)
-                packed_gemm_group(P, nbl, X + t * nb, xsum + t * nb, nb, GM_PACKED_NT, Y + t * ldy, ldy, g, r1);
+                packed_gemm_group(P, nbl, X + t * nb, xa + t * nb, nb, GM_PACKED_NT, Y + t * ldy, ldy, g, r1);
             else
-                packed_gemm_group(P, nbl, X + t * nb, xsum + t * nb, nb, nt, Y + t * ldy, ldy, g, r1);
+                packed_gemm_group(P, nbl, X + t * nb, xa + t * nb, nb, nt, Y + t * ldy, ldy, g, r1);
         }
     }
 }

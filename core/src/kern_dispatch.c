@@ -235,7 +235,7 @@ void gm_kern_gemv_range(const gm_kern_gemv_job *j, int64_t r0, int64_t r1) {
     case GM_KERN_Q8_0: k->gemv_q8_0(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
     case GM_KERN_Q4_0: k->gemv_q4_0(j->W, j->ld, j->x, j->n, j->y, r0, r1); break;
     case GM_KERN_Q4_0X16:
-        k->matmul_q4_0x16(j->W, j->ld / 32, j->x, j->xsum, j->n / 32, 1, j->y, j->rows, r0, r1);
+        k->matmul_q4_0x16(j->W, j->ld / 32, j->x, j->xa, j->n / 32, 1, j->y, j->rows, r0, r1);
         break;
     }
 }

@@ -67,6 +67,8 @@
 
 #include "gm_internal.h"
 
+struct gm_q8_aux; /* pack.h: per-block activation data of the packed Q4_0 kernels */
+
 typedef struct gm_kernels {
     const char *name; /* "ref", "avx2", ... (see above) */
 
@@ -107,14 +109,14 @@ typedef struct gm_kernels {
      * Y[t * ldy + r] = dot(row r, activation row t) for t < T, r0 <= r < r1.
      * P: the matrix's tiles, nbl per group of 16 rows. X: T rows of nb Q8_0
      * blocks each (from quantize_row_q8_0; nb <= nbl: a column prefix);
-     * xsum: T rows of nb block sums (gm_q8_0_block_sums). r0 is a multiple
+     * xa: T rows of nb gm_q8_aux (pack.h: gm_q8_0_aux). r0 is a multiple
      * of 16; the rest of r1's group is computed but not stored.
      * Every variant gives exactly the ref table's dot_q4_0_q8_0 bits for the
      * same row (same int32 block sums, same f32 order; pack.h), for any T
      * and any split of the rows. NULL in variants without a packed kernel:
      * the model then leaves its Q4_0 matrices row-major (model.c).
      */
-    void (*matmul_q4_0x16)(const void *P, int64_t nbl, const void *X, const int32_t *xsum, int64_t nb, int64_t T,
+    void (*matmul_q4_0x16)(const void *P, int64_t nbl, const void *X, const struct gm_q8_aux *xa, int64_t nb, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
     /* gm_pack_q4_0x16 (pack.h), byte for byte: set whenever matmul_q4_0x16 is. */
     void (*pack_q4_0x16)(const void *W, int64_t nbl, void *P, int64_t g0, int64_t g1);
@@ -195,7 +197,7 @@ typedef enum gm_kern_wtype {
     GM_KERN_BF16_BF16, /* W bf16,     x bf16 (f32_to_bf16) */
     GM_KERN_Q8_0,      /* W Q8_0,     x Q8_0 (quantize_row_q8_0) */
     GM_KERN_Q4_0,      /* W Q4_0,     x Q8_0 */
-    GM_KERN_Q4_0X16    /* W Q4_0x16 tiles (pack.h; ld = columns), x Q8_0 + xsum; needs matmul_q4_0x16 */
+    GM_KERN_Q4_0X16    /* W Q4_0x16 tiles (pack.h; ld = columns), x Q8_0 + xa; needs matmul_q4_0x16 */
 } gm_kern_wtype;
 
 typedef struct gm_kern_gemv_job {
@@ -208,7 +210,7 @@ typedef struct gm_kern_gemv_job {
     float *y;              /* rows outputs */
     int64_t rows;
     int64_t rows_per_task; /* set by gm_kern_gemv_plan */
-    const int32_t *xsum;   /* GM_KERN_Q4_0X16: x's block sums (gm_q8_0_block_sums) */
+    const struct gm_q8_aux *xa; /* GM_KERN_Q4_0X16: x's block aux (pack.h: gm_q8_0_aux) */
 } gm_kern_gemv_job;
 
 /* Sets job->rows_per_task for n_threads threads; returns the task count (0 if rows == 0). */

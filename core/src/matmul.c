@@ -24,10 +24,10 @@ gm_status gm_matmul_init(gm_matmul_ctx *c, int64_t max_cols, int n_threads, gm_e
     c->widen = gm_aligned_alloc(widen_bytes);
     const size_t blocks = (size_t)(max_cols / 32 + 1) * GM_MATMUL_QROWS;
     c->xq = gm_aligned_alloc(blocks * sizeof(gm_block_q8_0));
-    c->xsum = gm_aligned_alloc(blocks * sizeof(int32_t));
+    c->xa = gm_aligned_alloc(blocks * sizeof(gm_q8_aux));
     if (n_threads <= 0) n_threads = gm_cpu_count();
     if (n_threads > 1) c->pool = gm_pool_create(n_threads);
-    if (!c->widen || !c->xq || !c->xsum || (n_threads > 1 && !c->pool)) {
+    if (!c->widen || !c->xq || !c->xa || (n_threads > 1 && !c->pool)) {
         gm_matmul_free(c);
         return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory (matmul scratch / %d threads)", n_threads);
     }
@@ -38,7 +38,7 @@ void gm_matmul_free(gm_matmul_ctx *c) {
     gm_pool_free(c->pool);
     gm_aligned_free(c->widen);
     gm_aligned_free(c->xq);
-    gm_aligned_free(c->xsum);
+    gm_aligned_free(c->xa);
     memset(c, 0, sizeof *c);
 }
 
@@ -61,8 +61,8 @@ static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_
         job.x = c->xq;
     }
     if (job.type == GM_KERN_Q4_0X16) {
-        gm_q8_0_block_sums(c->xq, in, c->xsum);
-        job.xsum = c->xsum;
+        gm_q8_0_aux(c->xq, in, c->xa);
+        job.xa = c->xa;
     }
     int threads = out * in < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
     int n_tasks = gm_kern_gemv_plan(&job, threads);
@@ -79,7 +79,7 @@ typedef struct packed_job {
     const gm_kernels *k;
     const gm_matrix *W;
     const void *X;           /* T rows of nb Q8_0 blocks */
-    const int32_t *xsum;     /* [T][nb] */
+    const gm_q8_aux *xa;     /* [T][nb] */
     int64_t nb, T, out;
     float *Y;                /* [T][out] */
     int64_t groups_per_task;
@@ -92,7 +92,7 @@ static void packed_task(void *ctx, int task, int n_tasks, int thread) {
     const int64_t r0 = (int64_t)task * j->groups_per_task * GM_PACK_ROWS;
     const int64_t r1 = GM_MIN(r0 + j->groups_per_task * GM_PACK_ROWS, j->out);
     if (r0 < r1)
-        j->k->matmul_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->X, j->xsum, j->nb, j->T, j->Y, j->out, r0, r1);
+        j->k->matmul_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->X, j->xa, j->nb, j->T, j->Y, j->out, r0, r1);
 }
 
 /*
@@ -109,9 +109,9 @@ static void packed_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t ou
         gm_block_q8_0 *xq = c->xq;
         for (int64_t t = 0; t < nt; t++) {
             c->k->quantize_row_q8_0(X + (t0 + t) * in, xq + t * nb, in);
-            gm_q8_0_block_sums(xq + t * nb, in, c->xsum + t * nb);
+            gm_q8_0_aux(xq + t * nb, in, c->xa + t * nb);
         }
-        packed_job job = {c->k, W, xq, c->xsum, nb, nt, out, Y + t0 * out, 0};
+        packed_job job = {c->k, W, xq, c->xa, nb, nt, out, Y + t0 * out, 0};
         const int64_t want = (int64_t)threads * 2;
         job.groups_per_task = (groups + want - 1) / want;
         const int n_tasks = (int)((groups + job.groups_per_task - 1) / job.groups_per_task);

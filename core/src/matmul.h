@@ -32,7 +32,7 @@ typedef struct gm_matmul_ctx {
     gm_pool *pool;      /* NULL: the calling thread does everything */
     float *widen;       /* [GM_GEMM_BLOCK_ROWS * max_cols] weight rows widened for sgemm */
     void *xq;           /* activation rows as Q8_0 blocks [GM_MATMUL_QROWS][max_cols / 32] */
-    int32_t *xsum;      /* their block sums [GM_MATMUL_QROWS][max_cols / 32] (packed kernels) */
+    struct gm_q8_aux *xa; /* their gm_q8_aux [GM_MATMUL_QROWS][max_cols / 32] (packed kernels) */
     int64_t max_cols;
 } gm_matmul_ctx;
 

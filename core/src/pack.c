@@ -36,21 +36,21 @@ void gm_q4_0x16_row(const gm_tile_q4_0x16 *P, int64_t nbl, int64_t r, int64_t b0
     }
 }
 
-void gm_q8_0_block_sums(const gm_block_q8_0 *x, int64_t n, int32_t *sums) {
+void gm_q8_0_aux(const gm_block_q8_0 *x, int64_t n, gm_q8_aux *aux) {
     for (int64_t b = 0; b < n / GM_QK8_0; b++) {
         int32_t s = 0;
         for (int i = 0; i < GM_QK8_0; i++) s += x[b].qs[i];
-        sums[b] = s;
+        aux[b] = (gm_q8_aux){-8 * s, gm_f16_to_f32(x[b].d)};
     }
 }
 
 /* One row's dot with one activation row: the loop of gm_vec_dot_q4_0_q8_0 over the tile layout. */
-static float packed_row_dot(const gm_tile_q4_0x16 *group, int j, const gm_block_q8_0 *x, const int32_t *xsum,
+static float packed_row_dot(const gm_tile_q4_0x16 *group, int j, const gm_block_q8_0 *x, const gm_q8_aux *xa,
                             int64_t nb) {
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const gm_tile_q4_0x16 *t = &group[b];
-        int32_t sumi = -8 * xsum[b];
+        int32_t sumi = xa[b].bias;
         for (int q = 0; q < 4; q++) {
             for (int i = 0; i < 4; i++) {
                 const uint8_t byte = t->qs[q][j][i];
@@ -58,19 +58,19 @@ static float packed_row_dot(const gm_tile_q4_0x16 *group, int j, const gm_block_
                 sumi += (byte >> 4) * (int32_t)x[b].qs[16 + 4 * q + i];
             }
         }
-        sum += (float)sumi * (gm_f16_to_f32(t->d[j]) * gm_f16_to_f32(x[b].d));
+        sum += (float)sumi * (gm_f16_to_f32(t->d[j]) * xa[b].d);
     }
     return sum;
 }
 
-void gm_matmul_q4_0x16_ref(const void *P, int64_t nbl, const void *X, const int32_t *xsum, int64_t nb, int64_t T,
+void gm_matmul_q4_0x16_ref(const void *P, int64_t nbl, const void *X, const gm_q8_aux *xa, int64_t nb, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const gm_tile_q4_0x16 *tiles = P;
     const gm_block_q8_0 *x = X;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t r = r0; r < r1; r++) {
             const gm_tile_q4_0x16 *group = &tiles[(r / GM_PACK_ROWS) * nbl];
-            Y[t * ldy + r] = packed_row_dot(group, (int)(r % GM_PACK_ROWS), x + t * nb, xsum + t * nb, nb);
+            Y[t * ldy + r] = packed_row_dot(group, (int)(r % GM_PACK_ROWS), x + t * nb, xa + t * nb, nb);
         }
     }
 }

@@ -27,7 +27,7 @@
  * this layout gives the reference's bits. The kernels use
  *     sumi = sum_i nibble_i * x_i - 8 * sum_i x_i
  * (unsigned nibbles times signed activations is what vpdpbusd multiplies),
- * so they take each activation block's quant sum, gm_q8_0_block_sums.
+ * so they take each activation block's quant sum (gm_q8_aux).
  */
 #ifndef GM_PACK_H
 #define GM_PACK_H
@@ -52,14 +52,24 @@ GM_INTERNAL void gm_pack_q4_0x16(const void *W, int64_t nbl, void *P, int64_t g0
 /* Row r's blocks [b0, b0 + nb) as n = 32 nb floats (a row of the original matrix, dequantized). */
 GM_INTERNAL void gm_q4_0x16_row(const gm_tile_q4_0x16 *P, int64_t nbl, int64_t r, int64_t b0, int64_t nb, float *out);
 
-/* sums[b] = sum of block b's 32 quants, for n / 32 blocks (what the packed kernels take with x). */
-GM_INTERNAL void gm_q8_0_block_sums(const gm_block_q8_0 *x, int64_t n, int32_t *sums);
+/*
+ * What the packed kernels take with each activation block, computed once per
+ * row instead of once per weight group: bias = -8 * (sum of the block's
+ * quants) (the nibbles' offset, folded), d = the block's scale as f32.
+ */
+typedef struct gm_q8_aux {
+    int32_t bias;
+    float d;
+} gm_q8_aux;
+
+/* aux[b] for the n / 32 blocks of x. */
+GM_INTERNAL void gm_q8_0_aux(const gm_block_q8_0 *x, int64_t n, gm_q8_aux *aux);
 
 /*
  * The scalar reference of kernels.h's matmul_q4_0x16 (the contract is
  * there): written as the plain loop, used by the ref table and the tests.
  */
-GM_INTERNAL void gm_matmul_q4_0x16_ref(const void *P, int64_t nbl, const void *X, const int32_t *xsum, int64_t nb,
+GM_INTERNAL void gm_matmul_q4_0x16_ref(const void *P, int64_t nbl, const void *X, const gm_q8_aux *xa, int64_t nb,
                                        int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
 #endif

@@ -393,13 +393,13 @@ static void test_packed_q4(const gm_kernels *k) {
             const int64_t ldy = rows + 3;
             const size_t xbytes = (size_t)(T * nb) * sizeof(gm_block_q8_0);
             gm_block_q8_0 *X = galloc(xbytes);
-            int32_t *xsum = galloc((size_t)(T * nb) * sizeof(int32_t));
+            gm_q8_aux *xa = galloc((size_t)(T * nb) * sizeof(gm_q8_aux));
             float *Y = galloc((size_t)(T * ldy) * sizeof(float));
             gm_block_q4_0 scratch[64];
             for (int64_t t = 0; t < T; t++) q_fill(true, scratch, X + t * nb, nb, false);
-            for (int64_t t = 0; t < T; t++) gm_q8_0_block_sums(X + t * nb, nb * 32, xsum + t * nb);
+            for (int64_t t = 0; t < T; t++) gm_q8_0_aux(X + t * nb, nb * 32, xa + t * nb);
             for (int64_t i = 0; i < T * ldy; i++) Y[i] = SENTINEL;
-            k->matmul_q4_0x16(P, nbl, X, xsum, nb, T, Y, ldy, r0, r1);
+            k->matmul_q4_0x16(P, nbl, X, xa, nb, T, Y, ldy, r0, r1);
             int bad = 0;
             for (int64_t t = 0; t < T; t++) {
                 for (int64_t r = 0; r < ldy; r++) {
@@ -419,7 +419,7 @@ static void test_packed_q4(const gm_kernels *k) {
                   (long long)rows, (long long)nbl * 32, (long long)T, (long long)nb, (long long)r0, (long long)r1,
                   bad);
             gfree(X, xbytes);
-            gfree(xsum, (size_t)(T * nb) * sizeof(int32_t));
+            gfree(xa, (size_t)(T * nb) * sizeof(gm_q8_aux));
             gfree(Y, (size_t)(T * ldy) * sizeof(float));
         }
         gfree(W, wbytes);
@@ -722,10 +722,10 @@ static void test_threaded_gemv(const gm_kernels *k, gm_pool *pool) {
     if (k->matmul_q4_0x16) { /* the packed layout through the same helper: the reference's bits in any split */
         const int64_t prow = rows / 16 * 16;
         gm_tile_q4_0x16 *P = malloc((size_t)(prow * n / 32) * sizeof *W);
-        int32_t xsum[320 / 32];
+        gm_q8_aux xa[320 / 32];
         gm_pack_q4_0x16(W, n / 32, P, 0, prow / 16);
-        gm_q8_0_block_sums(x, n, xsum);
-        gm_kern_gemv_job pj = {k, GM_KERN_Q4_0X16, P, n, x, n, y2, prow, 0, xsum};
+        gm_q8_0_aux(x, n, xa);
+        gm_kern_gemv_job pj = {k, GM_KERN_Q4_0X16, P, n, x, n, y2, prow, 0, xa};
         const int pt = gm_kern_gemv_plan(&pj, gm_pool_n_threads(pool));
         CHECK(pt >= 1 && pj.rows_per_task % 16 == 0, "packed gemv plan: %d tasks of %lld rows", pt,
               (long long)pj.rows_per_task);
