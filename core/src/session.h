@@ -7,8 +7,13 @@
 
 /* Default context when the caller passes n_ctx = 0. */
 #define GM_DEFAULT_N_CTX 4096
-/* Tokens per forward call during prompt evaluation. */
-#define GM_MAX_BATCH 128
+/*
+ * Tokens per forward call during prompt evaluation. 64: the packed int8
+ * GEMM quantizes and streams the weights once per GM_MATMUL_QROWS (64)
+ * activation rows anyway, so larger batches only grow the per-batch
+ * buffers and the sliding layers' KV rings (window + batch positions).
+ */
+#define GM_MAX_BATCH 64
 
 /* State of one pull-based generation (gm_session_generate_begin .. finish). */
 typedef struct gm_generation {
