@@ -7,9 +7,10 @@
  * (kernels.h: SIMD chosen once at run time). Within a kernel variant a
  * row's result does not depend on how rows are split, so results are the
  * same for any thread count.
- * Prefill (>= GM_GEMM_MIN_BATCH rows): OpenBLAS sgemm, weights widened to
- * f32 in row blocks unless they already are f32. Decision: BLAS measured
- * faster than per-row quantized dots for batches on this class of CPU; the
+ * Prefill of row-major matrices (from GM_GEMM_MIN_BATCH rows for f32
+ * weights, 32 for the others: gm_matmul_row_at_a_time): OpenBLAS sgemm,
+ * weights widened to f32 in row blocks unless they already are f32.
+ * Decision: BLAS measured faster than per-row dots for such batches; the
  * pool's threads sleep while OpenBLAS runs its own.
  * Packed Q4_0 matrices (GM_LAYOUT_Q4_0X16, pack.h) take the int8 path for
  * any batch: activation rows quantized to Q8_0 once, then groups of 16
