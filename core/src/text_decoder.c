@@ -351,8 +351,8 @@ static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, i
     if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
     attn_job job = {d, lw, &d->kv[pl->kv_source], p, T, pos0};
     const int64_t span = pl->sliding ? GM_MIN(pos0 + T, (int64_t)c->sliding_window) : pos0 + T;
-    const int threads = GM_MIN(gm_pool_n_threads(d->mm.pool), d->n_scores);
-    if (threads > 1 && (int64_t)T * d->nh * span * d->hd * 2 >= GM_ATTN_PARALLEL_MIN)
+    const int threads = gm_pool_n_threads(d->mm.pool); /* thread ids index the scores rows */
+    if (threads > 1 && threads <= d->n_scores && (int64_t)T * d->nh * span * d->hd * 2 >= GM_ATTN_PARALLEL_MIN)
         gm_pool_run(d->mm.pool, attn_task, &job, GM_MIN(T * d->nh, 4 * threads));
     else
         attn_task(&job, 0, 1, 0);
