@@ -54,54 +54,6 @@ static const char config_fmt[] =
     "  \"hidden_activation\": \"gelu_pytorch_tanh\", \"bos_token_id\": 2, \"eos_token_id\": 1, \"pad_token_id\": 0,\n"
     "  \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\"}}\n";
 
-typedef struct list {
-    gm_synth_tensor t[1024];
-    char names[1024][160];
-    size_t n;
-} list;
-
-static void add(list *l, const char *name, int ndim, int64_t d0, int64_t d1) {
-    snprintf(l->names[l->n], sizeof l->names[l->n], "model.language_model.%s", name);
-    l->t[l->n] = (gm_synth_tensor){.name = l->names[l->n], .ndim = ndim, .shape = {d0, d1}};
-    l->n++;
-}
-
-static void tensors_of(const gm_text_config *c, list *l) {
-    int64_t H = c->hidden_size, P = c->hidden_size_per_layer_input, L = c->num_layers, K = c->altup_num_inputs;
-    int64_t q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim, r = c->laurel_rank;
-    char n[96];
-    add(l, "embed_tokens.weight", 2, c->vocab_size, H);
-    add(l, "embed_tokens_per_layer.weight", 2, c->vocab_size_per_layer_input, L * P);
-    add(l, "per_layer_model_projection.weight", 2, L * P, H);
-    add(l, "per_layer_projection_norm.weight", 1, P, 0);
-    add(l, "norm.weight", 1, H, 0);
-    for (int i = 0; i + 1 < K; i++) {
-        snprintf(n, sizeof n, "altup_projections.%d.weight", i);
-        add(l, n, 2, H, H);
-        snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);
-        add(l, n, 2, H, H);
-    }
-    for (int i = 0; i < L; i++) {
-        int64_t F = c->intermediate_size[i];
-        const struct { const char *s; int nd; int64_t a, b; } per[] = {
-            {"self_attn.q_proj.weight", 2, q, H}, {"self_attn.k_proj.weight", 2, kv, H},
-            {"self_attn.v_proj.weight", 2, kv, H}, {"self_attn.o_proj.weight", 2, H, q},
-            {"self_attn.q_norm.weight", 1, c->head_dim, 0}, {"self_attn.k_norm.weight", 1, c->head_dim, 0},
-            {"mlp.gate_proj.weight", 2, F, H}, {"mlp.up_proj.weight", 2, F, H}, {"mlp.down_proj.weight", 2, H, F},
-            {"input_layernorm.weight", 1, H, 0}, {"post_attention_layernorm.weight", 1, H, 0},
-            {"pre_feedforward_layernorm.weight", 1, H, 0}, {"post_feedforward_layernorm.weight", 1, H, 0},
-            {"altup.correct_output_scale", 1, H, 0}, {"altup.correction_coefs.weight", 2, K, K},
-            {"altup.prediction_coefs.weight", 2, K * K, K}, {"altup.modality_router.weight", 2, K, H},
-            {"altup.router_norm.weight", 1, H, 0}, {"laurel.linear_left.weight", 2, r, H},
-            {"laurel.linear_right.weight", 2, H, r}, {"laurel.post_laurel_norm.weight", 1, H, 0},
-            {"per_layer_input_gate.weight", 2, P, H}, {"per_layer_projection.weight", 2, H, P},
-            {"post_per_layer_input_norm.weight", 1, H, 0}};
-        for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
-            snprintf(n, sizeof n, "layers.%d.%s", i, per[k].s);
-            add(l, n, per[k].nd, per[k].a, per[k].b);
-        }
-    }
-}
 
 /* Per-tensor (mean, scale) overrides of synth.c's rule, matched by name suffix. */
 typedef struct override {
@@ -191,11 +143,11 @@ static int make(const char *out_dir, int vocab, uint64_t seed, const overrides *
     gm_text_config cfg;
     gm_error err;
     if (gm_config_parse(config, strlen(config), "config", &cfg, &err) != GM_OK) return fail("config", &err);
-    list *l = calloc(1, sizeof *l);
-    tensors_of(&cfg, l);
+    gm_synth_list l;
+    if (gm_synth_text_tensors(&cfg, &l, &err) != GM_OK) return fail("tensor list", &err);
     gm_synth_options opt = {.seed = seed, .rule = ov->n ? override_rule : NULL, .rule_user = (void *)ov};
-    gm_status st = gm_synth_write_list(l->t, l->n, config, strlen(config), out_dir, &opt, &err);
-    free(l);
+    gm_status st = gm_synth_write_list(l.tensors, l.n, config, strlen(config), out_dir, &opt, &err);
+    gm_synth_list_free(&l);
     if (st != GM_OK) return fail("synth", &err);
     printf("wrote %s: 30 layers, hidden 256, vocab %d, %d scale override(s)\n", out_dir, vocab, ov->n);
     return 0;

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "synth.h"
 #include "json.h"
+#include "model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -348,6 +349,63 @@ static int64_t shape_numel(const gm_synth_tensor *t) {
         n *= t->shape[d];
     }
     return n;
+}
+
+#define GM_SYNTH_NAME_MAX 160
+
+static void add_text_tensor(gm_synth_list *l, const char *name, int ndim, int64_t d0, int64_t d1) {
+    char *dst = l->text + l->n * GM_SYNTH_NAME_MAX;
+    snprintf(dst, GM_SYNTH_NAME_MAX, "model.language_model.%s", name);
+    l->tensors[l->n++] = (gm_synth_tensor){.name = dst, .ndim = ndim, .shape = {d0, d1}};
+}
+
+gm_status gm_synth_text_tensors(const gm_text_config *c, gm_synth_list *out, gm_error *err) {
+    static const int per_layer = 24;
+    const int64_t H = c->hidden_size, P = c->hidden_size_per_layer_input, L = c->num_layers, K = c->altup_num_inputs;
+    const int64_t q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t r = c->laurel_rank;
+    const size_t cap = 5 + 2 * (size_t)GM_MAX(K - 1, 0) + (size_t)per_layer * (size_t)L;
+    memset(out, 0, sizeof *out);
+    out->tensors = gm_calloc(cap, sizeof *out->tensors);
+    out->text = gm_calloc(cap, GM_SYNTH_NAME_MAX);
+    if (!out->tensors || !out->text) {
+        gm_synth_list_free(out);
+        return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    char n[96];
+    add_text_tensor(out, "embed_tokens.weight", 2, c->vocab_size, H);
+    add_text_tensor(out, "embed_tokens_per_layer.weight", 2, c->vocab_size_per_layer_input, L * P);
+    add_text_tensor(out, "per_layer_model_projection.weight", 2, L * P, H);
+    add_text_tensor(out, "per_layer_projection_norm.weight", 1, P, 0);
+    add_text_tensor(out, "norm.weight", 1, H, 0);
+    for (int i = 0; i + 1 < K; i++) {
+        snprintf(n, sizeof n, "altup_projections.%d.weight", i);
+        add_text_tensor(out, n, 2, H, H);
+        snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);
+        add_text_tensor(out, n, 2, H, H);
+    }
+    for (int i = 0; i < L; i++) {
+        const int64_t F = c->intermediate_size[i];
+        const struct { const char *s; int nd; int64_t a, b; } per[] = {
+            {"self_attn.q_proj.weight", 2, q, H}, {"self_attn.k_proj.weight", 2, kv, H},
+            {"self_attn.v_proj.weight", 2, kv, H}, {"self_attn.o_proj.weight", 2, H, q},
+            {"self_attn.q_norm.weight", 1, c->head_dim, 0}, {"self_attn.k_norm.weight", 1, c->head_dim, 0},
+            {"mlp.gate_proj.weight", 2, F, H}, {"mlp.up_proj.weight", 2, F, H}, {"mlp.down_proj.weight", 2, H, F},
+            {"input_layernorm.weight", 1, H, 0}, {"post_attention_layernorm.weight", 1, H, 0},
+            {"pre_feedforward_layernorm.weight", 1, H, 0}, {"post_feedforward_layernorm.weight", 1, H, 0},
+            {"altup.correct_output_scale", 1, H, 0}, {"altup.correction_coefs.weight", 2, K, K},
+            {"altup.prediction_coefs.weight", 2, K * K, K}, {"altup.modality_router.weight", 2, K, H},
+            {"altup.router_norm.weight", 1, H, 0}, {"laurel.linear_left.weight", 2, r, H},
+            {"laurel.linear_right.weight", 2, H, r}, {"laurel.post_laurel_norm.weight", 1, H, 0},
+            {"per_layer_input_gate.weight", 2, P, H}, {"per_layer_projection.weight", 2, H, P},
+            {"post_per_layer_input_norm.weight", 1, H, 0}};
+        _Static_assert(GM_ARRAY_LEN(per) == 24, "per_layer counts these");
+        for (size_t k = 0; k < GM_ARRAY_LEN(per); k++) {
+            snprintf(n, sizeof n, "layers.%d.%s", i, per[k].s);
+            add_text_tensor(out, n, per[k].nd, per[k].a, per[k].b);
+        }
+    }
+    return GM_OK;
 }
 
 void gm_synth_list_free(gm_synth_list *list) {

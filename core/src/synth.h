@@ -92,6 +92,15 @@ typedef struct gm_synth_list {
 } gm_synth_list;
 
 GM_INTERNAL gm_status gm_synth_read_tsv(const char *path, gm_synth_list *out, gm_error *err);
+
+/*
+ * The text decoder's tensors as a released checkpoint names and shapes them
+ * for config c (under model.language_model.; the k/v projections of
+ * KV-shared layers included, as upstream stores them). For small synthetic
+ * checkpoints of any shape (tests, the llama.cpp cross-check).
+ */
+struct gm_text_config;
+GM_INTERNAL gm_status gm_synth_text_tensors(const struct gm_text_config *c, gm_synth_list *out, gm_error *err);
 GM_INTERNAL void gm_synth_list_free(gm_synth_list *list);
 
 /* The value rule of a tensor: its elements are mean + scale * N(0,1). */

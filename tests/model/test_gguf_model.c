@@ -383,56 +383,6 @@ static void matformer(void) {
 
 /* ---- 4: Gemma's vocabulary ---- */
 
-/* The upstream tensor list of a config (names under model.language_model.). */
-typedef struct tensor_list {
-    gm_synth_tensor t[512];
-    char names[512][160];
-    size_t n;
-} tensor_list;
-
-static void add_t(tensor_list *l, const char *name, int ndim, int64_t d0, int64_t d1) {
-    snprintf(l->names[l->n], sizeof l->names[l->n], "model.language_model.%s", name);
-    l->t[l->n] = (gm_synth_tensor){.name = l->names[l->n], .ndim = ndim, .shape = {d0, d1}};
-    l->n++;
-}
-
-static void upstream_tensors(const gm_text_config *c, tensor_list *l) {
-    int64_t H = c->hidden_size, P = c->hidden_size_per_layer_input, L = c->num_layers, K = c->altup_num_inputs;
-    int64_t q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim, r = c->laurel_rank;
-    char n[96];
-    l->n = 0;
-    add_t(l, "embed_tokens.weight", 2, c->vocab_size, H);
-    add_t(l, "embed_tokens_per_layer.weight", 2, c->vocab_size_per_layer_input, L * P);
-    add_t(l, "per_layer_model_projection.weight", 2, L * P, H);
-    add_t(l, "per_layer_projection_norm.weight", 1, P, 0);
-    add_t(l, "norm.weight", 1, H, 0);
-    for (int i = 0; i + 1 < K; i++) {
-        snprintf(n, sizeof n, "altup_projections.%d.weight", i);
-        add_t(l, n, 2, H, H);
-        snprintf(n, sizeof n, "altup_unembed_projections.%d.weight", i);
-        add_t(l, n, 2, H, H);
-    }
-    for (int i = 0; i < L; i++) {
-        int64_t F = c->intermediate_size[i];
-        const struct { const char *s; int nd; int64_t a, b; } per[] = {
-            {"self_attn.q_proj.weight", 2, q, H}, {"self_attn.k_proj.weight", 2, kv, H},
-            {"self_attn.v_proj.weight", 2, kv, H}, {"self_attn.o_proj.weight", 2, H, q},
-            {"self_attn.q_norm.weight", 1, c->head_dim, 0}, {"self_attn.k_norm.weight", 1, c->head_dim, 0},
-            {"mlp.gate_proj.weight", 2, F, H}, {"mlp.up_proj.weight", 2, F, H}, {"mlp.down_proj.weight", 2, H, F},
-            {"input_layernorm.weight", 1, H, 0}, {"post_attention_layernorm.weight", 1, H, 0},
-            {"pre_feedforward_layernorm.weight", 1, H, 0}, {"post_feedforward_layernorm.weight", 1, H, 0},
-            {"altup.correct_output_scale", 1, H, 0}, {"altup.correction_coefs.weight", 2, K, K},
-            {"altup.prediction_coefs.weight", 2, K * K, K}, {"altup.modality_router.weight", 2, K, H},
-            {"altup.router_norm.weight", 1, H, 0}, {"laurel.linear_left.weight", 2, r, H},
-            {"laurel.linear_right.weight", 2, H, r}, {"laurel.post_laurel_norm.weight", 1, H, 0},
-            {"per_layer_input_gate.weight", 2, P, H}, {"per_layer_projection.weight", 2, H, P},
-            {"post_per_layer_input_norm.weight", 1, H, 0}};
-        for (size_t k = 0; k < GM_ARRAY_LEN(per); k++) {
-            snprintf(n, sizeof n, "layers.%d.%s", i, per[k].s);
-            add_t(l, n, per[k].nd, per[k].a, per[k].b);
-        }
-    }
-}
 
 static const char vocab_config[] =
     "{\"architectures\": [\"Gemma3nForConditionalGeneration\"], \"model_type\": \"gemma3n\",\n"
@@ -564,11 +514,11 @@ static void gemma_vocabulary(void) {
     gm_error err;
     gm_text_config cfg;
     CHECK_OK(gm_config_parse(vocab_config, strlen(vocab_config), "vocab_config", &cfg, &err), &err);
-    tensor_list *l = calloc(1, sizeof *l);
-    upstream_tensors(&cfg, l);
+    gm_synth_list l;
+    CHECK_OK(gm_synth_text_tensors(&cfg, &l, &err), &err);
     gm_synth_options opt = {.seed = 7, .n_threads = -1};
-    CHECK_OK(gm_synth_write_list(l->t, l->n, vocab_config, strlen(vocab_config), dir, &opt, &err), &err);
-    free(l);
+    CHECK_OK(gm_synth_write_list(l.tensors, l.n, vocab_config, strlen(vocab_config), dir, &opt, &err), &err);
+    gm_synth_list_free(&l);
     char to[600];
     snprintf(to, sizeof to, "%s/tokenizer.json", dir);
     CHECK(copy_file(test_path("tokenizer/tokenizer.json"), to), "copy tokenizer.json");
