@@ -164,8 +164,53 @@ static double time_gemv(gm_kern_gemv_job *job, gm_pool *pool, void *const *mats,
     return (double)mat_bytes / best / 1e9;
 }
 
+/*
+ * The prefill product: T activation rows through a packed Q4_0 [rows, cols]
+ * matrix on one thread, hot in cache (as in prefill, where a 64-row batch
+ * reuses each group of weights), in GMAC/s per variant with a packed kernel.
+ */
+static void bench_packed_gemm(int64_t rows, int64_t cols, int64_t T, const char *only, double min_s) {
+    const int64_t nb = cols / 32;
+    gm_block_q4_0 *W = malloc((size_t)(rows * nb) * sizeof *W);
+    gm_block_q4_0 *P = malloc((size_t)(rows * nb) * sizeof *P);
+    float *xf = malloc((size_t)cols * sizeof *xf);
+    gm_block_q8_0 *X = malloc((size_t)(T * nb) * sizeof *X);
+    gm_q8_aux *xa = malloc((size_t)(T * nb) * sizeof *xa);
+    float *Y = malloc((size_t)(T * rows) * sizeof *Y);
+    if (!W || !P || !xf || !X || !xa || !Y) exit(1);
+    const wkind q4 = {"q4_0", GM_KERN_Q4_0, 18, 32};
+    fill_matrix(&q4, W, rows, cols);
+    gm_pack_q4_0x16(W, nb, P, 0, rows / GM_PACK_ROWS);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < cols; i++) xf[i] = rng_unit();
+        gm_kernels_ref.quantize_row_q8_0(xf, X + t * nb, cols);
+        gm_q8_0_aux(X + t * nb, cols, xa + t * nb);
+    }
+    printf("\npacked q4_0 gemm: %lld activation rows x [%lld x %lld], 1 thread, weights hot\n", (long long)T,
+           (long long)rows, (long long)cols);
+    printf("%-12s %9s %9s\n", "variant", "ms", "GMAC/s");
+    for (int v = 0; v < gm_kern_variant_count(); v++) {
+        const gm_kernels *k = gm_kern_variant(v);
+        if (!k || !k->matmul_q4_0x16 || k == &gm_kernels_ref || (only && strcmp(only, k->name) != 0)) continue;
+        double best = 1e30;
+        for (int round = 0; round < 3; round++) {
+            int calls = 0;
+            const double t0 = now_s();
+            double dt;
+            do {
+                k->matmul_q4_0x16(P, nb, X, xa, nb, T, Y, rows, 0, rows);
+                calls++;
+                dt = now_s() - t0;
+            } while (dt < min_s);
+            best = GM_MIN(best, dt / calls);
+        }
+        printf("%-12s %9.3f %9.1f\n", k->name, 1e3 * best, (double)rows * (double)cols * (double)T / best / 1e9);
+    }
+    free(W), free(P), free(xf), free(X), free(xa), free(Y);
+}
+
 int main(int argc, char **argv) {
-    int64_t rows = 2048, cols = 8192;
+    int64_t rows = 2048, cols = 8192, gemm_rows = 0;
     bool quick = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -173,14 +218,21 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc) rows = atoll(argv[++i]);
         else if (strcmp(argv[i], "--cols") == 0 && i + 1 < argc) cols = atoll(argv[++i]);
         else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--gemm") == 0 && i + 1 < argc) gemm_rows = atoll(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--rows R] [--cols C] [--variant NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--rows R] [--cols C] [--variant NAME] [--gemm T]\n"
+                            "  --gemm T: only the packed Q4_0 product of T activation rows\n", argv[0]);
             return 2;
         }
     }
     cols = (cols + 31) / 32 * 32;
     const int rounds = quick ? 2 : 4;
     const double min_s = quick ? 0.05 : 0.15;
+    if (gemm_rows > 0) {
+        printf("cpu: %s | kernels: %s\n", gm_kern_cpu_features(), gm_kern_selection());
+        bench_packed_gemm(rows / GM_PACK_ROWS * GM_PACK_ROWS, cols, gemm_rows, only, min_s);
+        return 0;
+    }
     gm_pool *pool = gm_pool_create(2);
     if (!pool) {
         fprintf(stderr, "cannot create a thread pool\n");

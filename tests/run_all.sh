@@ -15,7 +15,7 @@ cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs" -LE slow
 # The golden tests once more with every SIMD kernel variant forced (one the
 # CPU lacks falls back to the best it has, so this is safe on any machine).
-for k in ref avx2 avx512 avx512_vnni avx512_bf16; do
+for k in ref avx2 avx512 avx512_vnni avx512_bf16 avx512_amx; do
   echo "== golden tests with GEMMA3N_KERNELS=$k"
   GEMMA3N_KERNELS=$k ctest --test-dir build --output-on-failure -j"$jobs" -L golden
 done

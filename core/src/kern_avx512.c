@@ -526,7 +526,7 @@ static void avx512_pack_q4_0x16(const void *Wv, int64_t nbl, void *Pv, int64_t g
 
 #define GM_PACKED_NT 8 /* activation rows per pass of packed_gemm_group (accumulators in registers) */
 
-static void vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm_q8_aux *xa, int64_t nb,
+void gm_vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm_q8_aux *xa, int64_t nb,
                                 int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const gm_tile_q4_0x16 *P = Pv;
     const gm_block_q8_0 *X = Xv;
@@ -768,7 +768,7 @@ const gm_kernels gm_kernels_avx512_vnni = {
     .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
-    .matmul_q4_0x16 = vnni_matmul_q4_0x16,
+    .matmul_q4_0x16 = gm_vnni_matmul_q4_0x16,
     .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 
@@ -781,9 +781,24 @@ const gm_kernels gm_kernels_avx512_bf16 = {
     .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
     .gemv_q8_0 = vnni_gemv_q8_0,
     .gemv_q4_0 = vnni_gemv_q4_0,
-    .matmul_q4_0x16 = vnni_matmul_q4_0x16,
+    .matmul_q4_0x16 = gm_vnni_matmul_q4_0x16,
     .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
+
+#if defined(GM_KERN_AMX)
+const gm_kernels gm_kernels_avx512_amx = {
+    .name = "avx512_amx",
+    AVX512_COMMON,
+    .dot_bf16_bf16 = bf16_dot_bf16_bf16,
+    .gemv_bf16_bf16 = bf16_gemv_bf16_bf16,
+    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
+    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
+    .gemv_q8_0 = vnni_gemv_q8_0,
+    .gemv_q4_0 = vnni_gemv_q4_0,
+    .matmul_q4_0x16 = gm_amx_matmul_q4_0x16, /* kern_amx.c */
+    .pack_q4_0x16 = avx512_pack_q4_0x16,
+};
+#endif
 
 #undef AVX512_COMMON
 

@@ -11,7 +11,8 @@
  * Global state: `state` below, written once inside pthread_once and only
  * read afterwards. It holds the chosen table (a pointer to a const struct)
  * and two strings describing the choice; nothing else in the kernel layer
- * is global or mutable.
+ * is global or mutable. Detecting AMX asks Linux for the tile data state
+ * (os_grants_amx): a per-process permission, granted once, never revoked.
  */
 #include "kernels.h"
 
@@ -21,6 +22,10 @@
 
 #if defined(GM_KERN_X86) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#endif
+#if defined(GM_KERN_AMX) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #if defined(GM_KERN_NEON) && defined(__linux__)
 #include <sys/auxv.h>
@@ -38,6 +43,7 @@ enum {
     FEAT_AVX512_BF16 = 1u << 3,
     FEAT_NEON = 1u << 4,
     FEAT_DOTPROD = 1u << 5,
+    FEAT_AMX_INT8 = 1u << 6, /* AMX-TILE + AMX-INT8, tile state granted to this process */
 };
 
 #if defined(GM_KERN_X86) && (defined(__GNUC__) || defined(__clang__))
@@ -46,6 +52,21 @@ static uint64_t read_xcr0(void) {
     /* xgetbv with ecx = 0, encoded so no -mxsave is needed */
     __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+
+/*
+ * Linux (5.16+) gives a process the AMX tile data state only on request
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, once, for all its threads); before that
+ * the first tile instruction faults. Other systems: not used.
+ */
+static bool os_grants_amx(uint64_t xcr0) {
+    if ((xcr0 & 0x60000) != 0x60000) return false; /* XTILECFG + XTILEDATA */
+#if defined(GM_KERN_AMX) && defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
 }
 
 static unsigned detect_features(void) {
@@ -60,7 +81,8 @@ static unsigned detect_features(void) {
     if (!os_ymm || __get_cpuid_max(0, NULL) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
     const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
-               avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+               avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11),
+               amx = (d & (1u << 24)) && (d & (1u << 25)); /* AMX-TILE, AMX-INT8 */
     const unsigned max_sub7 = a;
     bool bf16 = false;
     if (max_sub7 >= 1) {
@@ -72,6 +94,7 @@ static unsigned detect_features(void) {
         f |= FEAT_AVX512;
         if (vnni) f |= FEAT_AVX512_VNNI;
         if (bf16) f |= FEAT_AVX512_BF16;
+        if (amx && os_grants_amx(xcr0)) f |= FEAT_AMX_INT8;
     }
     return f;
 }
@@ -105,6 +128,10 @@ static const variant variants[] = {
     {"avx512_vnni", &gm_kernels_avx512_vnni, FEAT_AVX2 | FEAT_AVX512 | FEAT_AVX512_VNNI},
     {"avx512_bf16", &gm_kernels_avx512_bf16,
      FEAT_AVX2 | FEAT_AVX512 | FEAT_AVX512_VNNI | FEAT_AVX512_BF16},
+#if defined(GM_KERN_AMX)
+    {"avx512_amx", &gm_kernels_avx512_amx,
+     FEAT_AVX2 | FEAT_AVX512 | FEAT_AVX512_VNNI | FEAT_AVX512_BF16 | FEAT_AMX_INT8},
+#endif
 #endif
 #if defined(GM_KERN_NEON)
     {"neon", &gm_kernels_neon, FEAT_NEON},
@@ -128,6 +155,7 @@ static void describe_features(void) {
     static const struct { unsigned bit; const char *name; } names[] = {
         {FEAT_AVX2, "avx2+fma+f16c"}, {FEAT_AVX512, "avx512f+dq+bw+vl"}, {FEAT_AVX512_VNNI, "avx512_vnni"},
         {FEAT_AVX512_BF16, "avx512_bf16"}, {FEAT_NEON, "neon"}, {FEAT_DOTPROD, "dotprod"},
+        {FEAT_AMX_INT8, "amx_int8"},
     };
     size_t len = 0;
     state.feature_list[0] = '\0';

@@ -13,6 +13,8 @@
  *   avx512       kern_avx512.c  AVX-512 F/DQ/BW/VL (+ AVX2/FMA/F16C)
  *   avx512_vnni  kern_avx512.c  avx512 + VNNI: vpdpbusd for the Q8_0 / Q4_0 dots
  *   avx512_bf16  kern_avx512.c  avx512_vnni + AVX512_BF16: vdpbf16ps for the bf16 x bf16 dots
+ *   avx512_amx   kern_avx512.c  avx512_bf16 + AMX-INT8 (kern_amx.c): tdpbssd tiles for the
+ *                               packed Q4_0 products of 16 and more activation rows
  *   neon         kern_neon.c    AArch64 Advanced SIMD
  *   neon_dotprod kern_neon.c    neon + the ARMv8.2 dot product (sdot)
  * The SIMD files compile without -m flags (#pragma GCC target), so the
@@ -151,6 +153,16 @@ GM_INTERNAL extern const gm_kernels gm_kernels_avx2;
 GM_INTERNAL extern const gm_kernels gm_kernels_avx512;
 GM_INTERNAL extern const gm_kernels gm_kernels_avx512_vnni;
 GM_INTERNAL extern const gm_kernels gm_kernels_avx512_bf16;
+/* The avx512_vnni packed product (kern_avx512.c), which kern_amx.c hands its partial chunks. */
+GM_INTERNAL void gm_vnni_matmul_q4_0x16(const void *P, int64_t nbl, const void *X, const struct gm_q8_aux *xa,
+                                        int64_t nb, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1);
+/* AMX intrinsics: GCC 11, clang 12 (and an assembler of their time). */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define GM_KERN_AMX 1
+GM_INTERNAL extern const gm_kernels gm_kernels_avx512_amx;
+GM_INTERNAL void gm_amx_matmul_q4_0x16(const void *P, int64_t nbl, const void *X, const struct gm_q8_aux *xa,
+                                       int64_t nb, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1);
+#endif
 #endif
 #if defined(__aarch64__)
 #define GM_KERN_NEON 1

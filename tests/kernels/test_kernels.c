@@ -366,7 +366,7 @@ static void test_quant_dots(const gm_kernels *k) {
 static void test_packed_q4(const gm_kernels *k) {
     if (!k->matmul_q4_0x16) return;
     static const int64_t shapes[][2] = {{16, 1}, {16, 2}, {32, 3}, {48, 8}, {80, 5}, {64, 33}, {128, 64}};
-    static const int64_t batches[] = {1, 2, 3, 7, 8, 9, 17};
+    static const int64_t batches[] = {1, 2, 3, 7, 8, 9, 16, 17, 33, 48, 64}; /* AMX: 16-row chunks + tails */
     for (size_t si = 0; si < GM_ARRAY_LEN(shapes); si++) {
         const int64_t rows = shapes[si][0], nbl = shapes[si][1];
         const size_t wbytes = (size_t)(rows * nbl) * sizeof(gm_block_q4_0);

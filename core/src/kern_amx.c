@@ -1,0 +1,196 @@
+/*
+ * kern_amx.c - the packed Q4_0 matrix product (kernels.h's matmul_q4_0x16)
+ * on Intel AMX-INT8 tiles, for the avx512_amx table (kern_avx512.c).
+ *
+ * Why: in prefill the avx512_vnni GEMM spends per activation row and block
+ * 8 vpdpbusd for 512 multiply-adds; one tdpbssd does 16 activation rows x
+ * 16 weight rows x 32 of them (8192) while the vector ports do the f32
+ * part. That f32 part is what bounds this kernel: the reference combines
+ * the exact int32 block sums as acc += (f32)sumi * (d_w * d_x), block by
+ * block (pack.h), and we keep those bits, so every (row, token, block) still
+ * costs a convert, two multiplies and an add on the vector ports.
+ *
+ * Tiles per block b of a group of 16 weight rows and a chunk of 16
+ * activation rows (K = 32, the block):
+ *   A  16 rows x 32 bytes   the chunk's Q8_0 quants of block b, read in
+ *                           place (stride = one activation row's blocks)
+ *   B   8 rows x 64 bytes   the block's weights in the VNNI layout tdpbssd
+ *                           wants: row k, column j = 4 consecutive
+ *                           elements of weight row j. A Q4_0x16 tile is
+ *                           already that layout for the low nibbles
+ *                           (qs[q][j][0..3] = elements 4q..4q+3, q < 4) and
+ *                           the high ones (16 + 4q ..); they are widened to
+ *                           signed bytes (nibble - 8) into a 512-byte buffer.
+ *   C  16 x 16 int32        sumi(token, row), stored and scaled on AVX-512.
+ * Signed weights (tdpbssd) fold the -8 offset into the product, so the
+ * activation quant sums (gm_q8_aux.bias) are not needed here.
+ * Two sets of tiles alternate between blocks so the next block's tile
+ * loads and product overlap the current block's f32 work.
+ *
+ * Tile state is per thread: each call loads the configuration and
+ * releases the tiles before it returns. The OS must have granted this
+ * process the tile data state (kern_dispatch.c asks, arch_prctl); the
+ * table is only handed out when it has.
+ *
+ * Activation rows that do not fill a 16-row chunk, and T == 1 (decode),
+ * go through the avx512_vnni kernel: the same bits (pack.h).
+ */
+#include "kernels.h"
+#include "pack.h"
+#include "quant.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#if defined(GM_KERN_AMX)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(                                                                                  \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8"))),            \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,amx-tile,amx-int8")
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL16 _Pragma("GCC unroll 16")
+
+enum { CHUNK = 16 }; /* activation rows per A tile */
+
+/* The LDTILECFG operand (Intel SDM: palette 1). */
+typedef struct tile_config {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+_Static_assert(sizeof(tile_config) == 64, "LDTILECFG reads 64 bytes");
+
+/* tmm0..2 and tmm3..5: (C, A, B) for even and odd blocks. */
+static void configure_tiles(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int s = 0; s < 2; s++) {
+        cfg.rows[3 * s + 0] = CHUNK, cfg.colsb[3 * s + 0] = 16 * 4;       /* C: 16 x 16 int32 */
+        cfg.rows[3 * s + 1] = CHUNK, cfg.colsb[3 * s + 1] = GM_QK8_0;     /* A: 16 x 32 int8 */
+        cfg.rows[3 * s + 2] = GM_QK4_0 / 4, cfg.colsb[3 * s + 2] = 16 * 4; /* B: 8 x (16 x 4) int8 */
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* One Q4_0x16 tile as tdpbssd's B operand: rows 0-3 the low nibbles, 4-7 the high ones, minus 8. */
+INLINE void widen_weights(const gm_tile_q4_0x16 *tile, int8_t *B) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    for (int q = 0; q < 4; q++) {
+        const __m512i v = _mm512_loadu_si512(tile->qs[q]);
+        _mm512_store_si512(B + 64 * q, _mm512_sub_epi8(_mm512_and_si512(v, m4), eight));
+        _mm512_store_si512(B + 64 * (4 + q), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight));
+    }
+}
+
+/* acc[t] += (f32)C[t] * (d_w * d_x[t]), the reference's per-block step, for the chunk's 16 rows. */
+INLINE void scale_block(__m512 acc[CHUNK], const int32_t *C, const gm_tile_q4_0x16 *tile, const gm_q8_aux *xa,
+                        int64_t nb) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tile->d));
+    UNROLL16 for (int t = 0; t < CHUNK; t++) {
+        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(xa[t * nb].d));
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_load_si512(C + 16 * t));
+        acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(s, d));
+    }
+}
+
+/* Block b's product on tile set 0 (tmm0 = tmm1 x tmm2) or 1 (tmm3 = tmm4 x tmm5). */
+#define ISSUE_ON(C, A, B, x, w)              \
+    do {                                     \
+        _tile_loadd(A, (x)->qs, stride);     \
+        _tile_loadd(B, (w), 64);             \
+        _tile_zero(C);                       \
+        _tile_dpbssd(C, A, B);               \
+    } while (0)
+#define ISSUE(set, b)                                                   \
+    do {                                                                \
+        if ((set) == 0) ISSUE_ON(0, 1, 2, &X[b], B[(b) - b0]);          \
+        else ISSUE_ON(3, 4, 5, &X[b], B[(b) - b0]);                     \
+    } while (0)
+
+/*
+ * acc += blocks [b0, b1) of 16 activation rows (X, xa: the rows' first
+ * blocks, nb apart) times the group, whose blocks B[b - b0] hold widened.
+ * Software-pipelined over the two tile sets: block b + 2's loads and
+ * product are issued before block b's sums are scaled, so the tile unit
+ * works while the vector ports do the f32 part.
+ */
+static void chunk_window(__m512 acc[CHUNK], const gm_tile_q4_0x16 *group, const int8_t (*B)[512],
+                         const gm_block_q8_0 *X, const gm_q8_aux *xa, int64_t nb, int64_t b0, int64_t b1) {
+    _Alignas(64) int32_t C[2][CHUNK * 16];
+    const int64_t stride = nb * (int64_t)sizeof(gm_block_q8_0);
+    ISSUE(0, b0);
+    if (b0 + 1 < b1) ISSUE(1, b0 + 1);
+    for (int64_t b = b0; b < b1; b += 2) {
+        _tile_stored(0, C[0], 64);
+        if (b + 2 < b1) ISSUE(0, b + 2);
+        scale_block(acc, C[0], &group[b], xa + b, nb);
+        if (b + 1 >= b1) break;
+        _tile_stored(3, C[1], 64);
+        if (b + 3 < b1) ISSUE(1, b + 3);
+        scale_block(acc, C[1], &group[b + 1], xa + b + 1, nb);
+    }
+}
+
+enum {
+    WINDOW = 16,    /* blocks widened at a time: 8 KiB of B operands, in L1 */
+    MAX_CHUNKS = 4, /* 16-row chunks sharing each widened window (their sums wait in memory between windows) */
+};
+
+/* n_chunks * 16 activation rows through group g (rows r .. min(r + 16, r1) of Y). */
+static void chunks_group(const gm_tile_q4_0x16 *group, const gm_block_q8_0 *X, const gm_q8_aux *xa, int64_t nb,
+                         int n_chunks, float *Y, int64_t ldy, int64_t r, int64_t r1) {
+    _Alignas(64) int8_t B[WINDOW][512];
+    _Alignas(64) float sums[MAX_CHUNKS][CHUNK][16];
+    __m512 acc[CHUNK];
+    for (int64_t b0 = 0; b0 < nb; b0 += WINDOW) {
+        const int64_t b1 = GM_MIN(b0 + WINDOW, nb);
+        for (int64_t b = b0; b < b1; b++) widen_weights(&group[b], B[b - b0]);
+        for (int k = 0; k < n_chunks; k++) {
+            UNROLL16 for (int t = 0; t < CHUNK; t++) acc[t] = b0 ? _mm512_load_ps(sums[k][t]) : _mm512_setzero_ps();
+            chunk_window(acc, group, (const int8_t(*)[512])B, X + k * CHUNK * nb, xa + k * CHUNK * nb, nb, b0, b1);
+            UNROLL16 for (int t = 0; t < CHUNK; t++) _mm512_store_ps(sums[k][t], acc[t]);
+        }
+    }
+    const __mmask16 m = r1 - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r1 - r)) - 1);
+    for (int k = 0; k < n_chunks; k++)
+        for (int t = 0; t < CHUNK; t++) _mm512_mask_storeu_ps(Y + (k * CHUNK + t) * ldy + r, m, _mm512_load_ps(sums[k][t]));
+}
+
+void gm_amx_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm_q8_aux *xa, int64_t nb, int64_t T,
+                           float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    const gm_tile_q4_0x16 *P = Pv;
+    const gm_block_q8_0 *X = Xv;
+    const int64_t full = T / CHUNK * CHUNK;
+    if (full > 0 && nb > 0) {
+        configure_tiles();
+        for (int64_t t = 0; t < full; t += MAX_CHUNKS * CHUNK) {
+            const int n_chunks = (int)GM_MIN(MAX_CHUNKS, (full - t) / CHUNK);
+            for (int64_t g = r0 / 16; g < (r1 + 15) / 16; g++)
+                chunks_group(&P[g * nbl], X + t * nb, xa + t * nb, nb, n_chunks, Y + t * ldy, ldy, g * 16, r1);
+        }
+        _tile_release();
+    }
+    if (full < T || nb == 0)
+        gm_vnni_matmul_q4_0x16(Pv, nbl, X + full * nb, xa + full * nb, nb, T - full, Y + full * ldy, ldy, r0, r1);
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else
+typedef int gm_kern_amx_unused; /* no AMX in this build: the file is empty */
+#endif
