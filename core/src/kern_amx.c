@@ -93,78 +93,94 @@ INLINE void widen_weights(const gm_tile_q4_0x16 *tile, int8_t *B) {
     }
 }
 
-/* acc[t] += (f32)C[t] * (d_w * d_x[t]), the reference's per-block step, for the chunk's 16 rows. */
-INLINE void scale_block(__m512 acc[CHUNK], const int32_t *C, const gm_tile_q4_0x16 *tile, const gm_q8_aux *xa,
-                        int64_t nb) {
+enum {
+    WINDOW = 16,    /* blocks per pass over the rows: their activations re-laid out (32 KiB), in L1/L2 */
+    MAX_CHUNKS = 4, /* 16-row activation chunks per pass: each widened weight block serves all of them */
+};
+
+/*
+ * One window of activations, laid out for the tiles: the quants of block
+ * b0 + w, row t at qs[w][t] (an A tile is 512 contiguous bytes instead of 16
+ * rows 34 * nb bytes apart), their scales at d[w][t].
+ */
+typedef struct x_window {
+    _Alignas(64) int8_t qs[WINDOW][MAX_CHUNKS * CHUNK][GM_QK8_0];
+    _Alignas(64) float d[WINDOW][MAX_CHUNKS * CHUNK];
+} x_window;
+
+static void load_window(x_window *xw, const gm_block_q8_0 *X, const gm_q8_aux *xa, int64_t nb, int rows, int64_t b0,
+                        int64_t b1) {
+    for (int t = 0; t < rows; t++)
+        for (int64_t b = b0; b < b1; b++) {
+            _mm256_store_si256((__m256i *)xw->qs[b - b0][t], _mm256_loadu_si256((const __m256i *)X[t * nb + b].qs));
+            xw->d[b - b0][t] = xa[t * nb + b].d;
+        }
+}
+
+/* acc[t] += (f32)C[t] * (d_w * d_x[t]), the reference's per-block step, for a chunk's 16 rows (scales dx). */
+INLINE void scale_block(__m512 acc[CHUNK], const int32_t *C, const gm_tile_q4_0x16 *tile, const float *dx) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tile->d));
     UNROLL16 for (int t = 0; t < CHUNK; t++) {
-        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(xa[t * nb].d));
+        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(dx[t]));
         const __m512 s = _mm512_cvtepi32_ps(_mm512_load_si512(C + 16 * t));
         acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(s, d));
     }
 }
 
-/* Block b's product on tile set 0 (tmm0 = tmm1 x tmm2) or 1 (tmm3 = tmm4 x tmm5). */
-#define ISSUE_ON(C, A, B, x, w)              \
-    do {                                     \
-        _tile_loadd(A, (x)->qs, stride);     \
-        _tile_loadd(B, (w), 64);             \
-        _tile_zero(C);                       \
-        _tile_dpbssd(C, A, B);               \
+/* Window block w's product for chunk k on tile set 0 (tmm0 = tmm1 x tmm2) or 1 (tmm3 = tmm4 x tmm5). */
+#define ISSUE_ON(C, A, Bt, w)                                   \
+    do {                                                        \
+        _tile_loadd(A, xw->qs[w][k * CHUNK], GM_QK8_0);         \
+        _tile_loadd(Bt, B[w], 64);                              \
+        _tile_zero(C);                                          \
+        _tile_dpbssd(C, A, Bt);                                 \
     } while (0)
-#define ISSUE(set, b)                                                   \
-    do {                                                                \
-        if ((set) == 0) ISSUE_ON(0, 1, 2, &X[b], B[(b) - b0]);          \
-        else ISSUE_ON(3, 4, 5, &X[b], B[(b) - b0]);                     \
+#define ISSUE(set, w)                         \
+    do {                                      \
+        if ((set) == 0) ISSUE_ON(0, 1, 2, w); \
+        else ISSUE_ON(3, 4, 5, w);            \
     } while (0)
 
 /*
- * acc += blocks [b0, b1) of 16 activation rows (X, xa: the rows' first
- * blocks, nb apart) times the group, whose blocks B[b - b0] hold widened.
- * Software-pipelined over the two tile sets: block b + 2's loads and
- * product are issued before block b's sums are scaled, so the tile unit
- * works while the vector ports do the f32 part.
+ * acc += window blocks [0, n) of chunk k times the group (tiles: its
+ * blocks from the window's first; B: them widened). Software-pipelined
+ * over the two tile sets: block w + 2's loads and product are issued
+ * before block w's sums are scaled, so the tile unit works while the
+ * vector ports do the f32 part.
  */
-static void chunk_window(__m512 acc[CHUNK], const gm_tile_q4_0x16 *group, const int8_t (*B)[512],
-                         const gm_block_q8_0 *X, const gm_q8_aux *xa, int64_t nb, int64_t b0, int64_t b1) {
+static void chunk_window(__m512 acc[CHUNK], const gm_tile_q4_0x16 *tiles, const int8_t (*B)[512],
+                         const x_window *xw, int k, int n) {
     _Alignas(64) int32_t C[2][CHUNK * 16];
-    const int64_t stride = nb * (int64_t)sizeof(gm_block_q8_0);
-    ISSUE(0, b0);
-    if (b0 + 1 < b1) ISSUE(1, b0 + 1);
-    for (int64_t b = b0; b < b1; b += 2) {
+    ISSUE(0, 0);
+    if (n > 1) ISSUE(1, 1);
+    for (int w = 0; w < n; w += 2) {
         _tile_stored(0, C[0], 64);
-        if (b + 2 < b1) ISSUE(0, b + 2);
-        scale_block(acc, C[0], &group[b], xa + b, nb);
-        if (b + 1 >= b1) break;
+        if (w + 2 < n) ISSUE(0, w + 2);
+        scale_block(acc, C[0], &tiles[w], &xw->d[w][k * CHUNK]);
+        if (w + 1 >= n) break;
         _tile_stored(3, C[1], 64);
-        if (b + 3 < b1) ISSUE(1, b + 3);
-        scale_block(acc, C[1], &group[b + 1], xa + b + 1, nb);
+        if (w + 3 < n) ISSUE(1, w + 3);
+        scale_block(acc, C[1], &tiles[w + 1], &xw->d[w + 1][k * CHUNK]);
     }
 }
 
-enum {
-    WINDOW = 16,    /* blocks widened at a time: 8 KiB of B operands, in L1 */
-    MAX_CHUNKS = 4, /* 16-row chunks sharing each widened window (their sums wait in memory between windows) */
-};
-
-/* n_chunks * 16 activation rows through group g (rows r .. min(r + 16, r1) of Y). */
-static void chunks_group(const gm_tile_q4_0x16 *group, const gm_block_q8_0 *X, const gm_q8_aux *xa, int64_t nb,
-                         int n_chunks, float *Y, int64_t ldy, int64_t r, int64_t r1) {
+/*
+ * Window [b0, b0 + n) of n_chunks chunks through group g: the partial sums
+ * of the earlier windows wait in Y (rows r .. r1 of the group; the f32
+ * round trip is exact), the first window starts from 0.
+ */
+static void window_group(const gm_tile_q4_0x16 *group, const x_window *xw, int64_t b0, int n, int n_chunks,
+                         float *Y, int64_t ldy, int64_t r, int64_t r1) {
     _Alignas(64) int8_t B[WINDOW][512];
-    _Alignas(64) float sums[MAX_CHUNKS][CHUNK][16];
-    __m512 acc[CHUNK];
-    for (int64_t b0 = 0; b0 < nb; b0 += WINDOW) {
-        const int64_t b1 = GM_MIN(b0 + WINDOW, nb);
-        for (int64_t b = b0; b < b1; b++) widen_weights(&group[b], B[b - b0]);
-        for (int k = 0; k < n_chunks; k++) {
-            UNROLL16 for (int t = 0; t < CHUNK; t++) acc[t] = b0 ? _mm512_load_ps(sums[k][t]) : _mm512_setzero_ps();
-            chunk_window(acc, group, (const int8_t(*)[512])B, X + k * CHUNK * nb, xa + k * CHUNK * nb, nb, b0, b1);
-            UNROLL16 for (int t = 0; t < CHUNK; t++) _mm512_store_ps(sums[k][t], acc[t]);
-        }
-    }
+    for (int w = 0; w < n; w++) widen_weights(&group[b0 + w], B[w]);
     const __mmask16 m = r1 - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r1 - r)) - 1);
-    for (int k = 0; k < n_chunks; k++)
-        for (int t = 0; t < CHUNK; t++) _mm512_mask_storeu_ps(Y + (k * CHUNK + t) * ldy + r, m, _mm512_load_ps(sums[k][t]));
+    __m512 acc[CHUNK];
+    for (int k = 0; k < n_chunks; k++) {
+        float *y = Y + (int64_t)k * CHUNK * ldy + r;
+        UNROLL16 for (int t = 0; t < CHUNK; t++) acc[t] = b0 ? _mm512_maskz_loadu_ps(m, y + t * ldy) : _mm512_setzero_ps();
+        chunk_window(acc, &group[b0], (const int8_t(*)[512])B, xw, k, n);
+        UNROLL16 for (int t = 0; t < CHUNK; t++) _mm512_mask_storeu_ps(y + t * ldy, m, acc[t]);
+    }
 }
 
 void gm_amx_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm_q8_aux *xa, int64_t nb, int64_t T,
@@ -173,11 +189,16 @@ void gm_amx_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm
     const gm_block_q8_0 *X = Xv;
     const int64_t full = T / CHUNK * CHUNK;
     if (full > 0 && nb > 0) {
+        x_window xw;
         configure_tiles();
         for (int64_t t = 0; t < full; t += MAX_CHUNKS * CHUNK) {
             const int n_chunks = (int)GM_MIN(MAX_CHUNKS, (full - t) / CHUNK);
-            for (int64_t g = r0 / 16; g < (r1 + 15) / 16; g++)
-                chunks_group(&P[g * nbl], X + t * nb, xa + t * nb, nb, n_chunks, Y + t * ldy, ldy, g * 16, r1);
+            for (int64_t b0 = 0; b0 < nb; b0 += WINDOW) { /* a window's activations serve every group */
+                const int n = (int)GM_MIN(WINDOW, nb - b0);
+                load_window(&xw, X + t * nb, xa + t * nb, nb, n_chunks * CHUNK, b0, b0 + n);
+                for (int64_t g = r0 / 16; g < (r1 + 15) / 16; g++)
+                    window_group(&P[g * nbl], &xw, b0, n, n_chunks, Y + t * ldy, ldy, g * 16, r1);
+            }
         }
         _tile_release();
     }

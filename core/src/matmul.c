@@ -95,10 +95,30 @@ static void packed_task(void *ctx, int task, int n_tasks, int thread) {
         j->k->matmul_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->X, j->xa, j->nb, j->T, j->Y, j->out, r0, r1);
 }
 
+typedef struct quantize_job {
+    const gm_kernels *k;
+    const float *X;    /* [T][in] */
+    int64_t in, T;
+    gm_block_q8_0 *xq; /* [T][in / 32] */
+    gm_q8_aux *xa;     /* [T][in / 32] */
+} quantize_job;
+
+/* gm_pool_fn: rows [T * task / n, T * (task + 1) / n) to Q8_0 and their aux (byte for byte what one thread gives). */
+static void quantize_task(void *ctx, int task, int n_tasks, int thread) {
+    const quantize_job *j = ctx;
+    (void)thread;
+    const int64_t nb = j->in / GM_QK8_0;
+    for (int64_t t = j->T * task / n_tasks; t < j->T * (task + 1) / n_tasks; t++) {
+        j->k->quantize_row_q8_0(j->X + t * j->in, j->xq + t * nb, j->in);
+        gm_q8_0_aux(j->xq + t * nb, j->in, j->xa + t * nb);
+    }
+}
+
 /*
  * Y[T, out] for a packed matrix and T > 1 (one row goes through gemv),
- * GM_MATMUL_QROWS activation rows at a time, 2 tasks per thread (long
- * tasks: a group's tiles are decoded once for all those rows).
+ * GM_MATMUL_QROWS activation rows at a time: the rows are quantized over
+ * the pool, then 2 product tasks per thread (long tasks: a group's tiles
+ * are decoded once for all those rows).
  */
 static void packed_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
                           int64_t T, float *Y) {
@@ -106,19 +126,18 @@ static void packed_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t ou
     const int threads = (int64_t)out * in * T < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
     for (int64_t t0 = 0; t0 < T; t0 += GM_MATMUL_QROWS) {
         const int64_t nt = GM_MIN(GM_MATMUL_QROWS, T - t0);
-        gm_block_q8_0 *xq = c->xq;
-        for (int64_t t = 0; t < nt; t++) {
-            c->k->quantize_row_q8_0(X + (t0 + t) * in, xq + t * nb, in);
-            gm_q8_0_aux(xq + t * nb, in, c->xa + t * nb);
-        }
-        packed_job job = {c->k, W, xq, c->xa, nb, nt, out, Y + t0 * out, 0};
+        quantize_job q = {c->k, X + t0 * in, in, nt, c->xq, c->xa};
+        packed_job job = {c->k, W, c->xq, c->xa, nb, nt, out, Y + t0 * out, 0};
         const int64_t want = (int64_t)threads * 2;
         job.groups_per_task = (groups + want - 1) / want;
         const int n_tasks = (int)((groups + job.groups_per_task - 1) / job.groups_per_task);
-        if (threads == 1)
+        if (threads == 1) {
+            quantize_task(&q, 0, 1, 0);
             for (int t = 0; t < n_tasks; t++) packed_task(&job, t, n_tasks, 0);
-        else
+        } else {
+            gm_pool_run(c->pool, quantize_task, &q, (int)GM_MIN(nt, threads));
             gm_pool_run(c->pool, packed_task, &job, n_tasks);
+        }
     }
 }
 
