@@ -169,10 +169,15 @@ static void chunk_window(__m512 acc[CHUNK], const gm_tile_q4_0x16 *tiles, const 
  * of the earlier windows wait in Y (rows r .. r1 of the group; the f32
  * round trip is exact), the first window starts from 0.
  */
-static void window_group(const gm_tile_q4_0x16 *group, const x_window *xw, int64_t b0, int n, int n_chunks,
-                         float *Y, int64_t ldy, int64_t r, int64_t r1) {
+static void window_group(const gm_tile_q4_0x16 *group, const gm_tile_q4_0x16 *next, const x_window *xw, int64_t b0,
+                         int n, int n_chunks, float *Y, int64_t ldy, int64_t r, int64_t r1) {
     _Alignas(64) int8_t B[WINDOW][512];
-    for (int w = 0; w < n; w++) widen_weights(&group[b0 + w], B[w]);
+    for (int w = 0; w < n; w++) {
+        widen_weights(&group[b0 + w], B[w]);
+        if (next) /* the next group's window: a short run of lines at a stride, which the hardware does not prefetch */
+            for (int l = 0; l < (int)sizeof(gm_tile_q4_0x16); l += 64)
+                _mm_prefetch((const char *)&next[b0 + w] + l, _MM_HINT_T0);
+    }
     const __mmask16 m = r1 - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r1 - r)) - 1);
     __m512 acc[CHUNK];
     for (int k = 0; k < n_chunks; k++) {
@@ -196,8 +201,10 @@ void gm_amx_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const gm
             for (int64_t b0 = 0; b0 < nb; b0 += WINDOW) { /* a window's activations serve every group */
                 const int n = (int)GM_MIN(WINDOW, nb - b0);
                 load_window(&xw, X + t * nb, xa + t * nb, nb, n_chunks * CHUNK, b0, b0 + n);
-                for (int64_t g = r0 / 16; g < (r1 + 15) / 16; g++)
-                    window_group(&P[g * nbl], &xw, b0, n, n_chunks, Y + t * ldy, ldy, g * 16, r1);
+                const int64_t g1 = (r1 + 15) / 16;
+                for (int64_t g = r0 / 16; g < g1; g++)
+                    window_group(&P[g * nbl], g + 1 < g1 ? &P[(g + 1) * nbl] : NULL, &xw, b0, n, n_chunks,
+                                 Y + t * ldy, ldy, g * 16, r1);
             }
         }
         _tile_release();

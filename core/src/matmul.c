@@ -34,6 +34,10 @@ gm_status gm_matmul_init(gm_matmul_ctx *c, int64_t max_cols, int n_threads, gm_e
     return GM_OK;
 }
 
+void *gm_matmul_xq_row(const gm_matmul_ctx *c, int t) {
+    return (gm_block_q8_0 *)c->xq + (size_t)t * (size_t)(c->max_cols / 32 + 1);
+}
+
 void gm_matmul_free(gm_matmul_ctx *c) {
     gm_pool_free(c->pool);
     gm_aligned_free(c->widen);

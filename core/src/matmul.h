@@ -13,10 +13,12 @@
  * Decision: BLAS measured faster than per-row dots for such batches; the
  * pool's threads sleep while OpenBLAS runs its own.
  * Packed Q4_0 matrices (GM_LAYOUT_Q4_0X16, pack.h) take the int8 path for
- * any batch: activation rows quantized to Q8_0 once, then groups of 16
- * weight rows split over the pool, each group's nibbles decoded once for
- * up to 8 activation rows. Row r of token t then has exactly the bits of
- * the reference dot, so a batched prefill equals token-by-token decoding.
+ * any batch: activation rows quantized to Q8_0 once (over the pool), then
+ * groups of 16 weight rows split over the pool; each group's nibbles are
+ * decoded once for up to 8 activation rows (avx512_vnni) or once for up
+ * to 64 on AMX tiles (kern_amx.c). Row r of token t then has exactly the
+ * bits of the reference dot, so a batched prefill equals token-by-token
+ * decoding.
  */
 #ifndef GM_MATMUL_H
 #define GM_MATMUL_H
@@ -51,6 +53,9 @@ GM_INTERNAL bool gm_matmul_row_at_a_time(const gm_matrix *W, int64_t T);
 
 /* The kernel the one-row (GEMV) path uses for W: one definition, shared with matmul_sparse.c. */
 GM_INTERNAL gm_kern_wtype gm_matmul_kernel_type(const gm_matrix *W);
+
+/* Scratch for batch row t's activation as Q8_0 (max_cols / 32 blocks), t < GM_MATMUL_QROWS; gm_matmul overwrites it. */
+GM_INTERNAL void *gm_matmul_xq_row(const gm_matmul_ctx *c, int t);
 
 GM_INTERNAL void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
                            int64_t T, float *Y);

@@ -31,6 +31,17 @@ static void rows_task(void *ctx, int task, int n_tasks, int thread) {
     }
 }
 
+void gm_matmul_rows_local(const gm_kernels *k, const gm_matrix *W, int64_t out, int64_t in, const float *x, void *xq,
+                          const int32_t *rows, int n_rows, float *y) {
+    rows_job j = {{k, gm_matmul_kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL}, rows, n_rows,
+                  n_rows};
+    if (gm_dtype_block(W->type) > 1) {
+        k->quantize_row_q8_0(x, xq, in);
+        j.gemv.x = xq;
+    }
+    rows_task(&j, 0, 1, 0);
+}
+
 int64_t gm_matmul_rows(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *x,
                     const int32_t *rows, int n_rows, float *y) {
     if (W->layout != GM_LAYOUT_ROWS) { /* interleaved rows: no cheap row subset */

@@ -28,4 +28,15 @@
 GM_INTERNAL int64_t gm_matmul_rows(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *x,
                                 const int32_t *rows, int n_rows, float *y);
 
+/*
+ * gm_matmul_rows for a row-major W on the calling thread only, with the
+ * caller's scratch for x's Q8_0 blocks (xq: in / 32 blocks, used when W is
+ * block-quantized; gm_matmul_xq_row gives one per batch row). Several
+ * threads can so run whole tokens at once: a prefill batch goes over the
+ * pool by tokens instead of waking it for every token's few hundred rows.
+ * Same bits as gm_matmul_rows.
+ */
+GM_INTERNAL void gm_matmul_rows_local(const gm_kernels *k, const gm_matrix *W, int64_t out, int64_t in, const float *x,
+                                      void *xq, const int32_t *rows, int n_rows, float *y);
+
 #endif
