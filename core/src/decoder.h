@@ -23,6 +23,15 @@ typedef struct gm_kv_layer {
     int32_t cap;
 } gm_kv_layer;
 
+/*
+ * Attention (attention.c) works on blocks of at most GM_ATTN_ROWS query rows
+ * of one head; each pool thread has scratch for one block: its queries
+ * [GM_ATTN_ROWS, hd], then its scores against up to n_ctx keys
+ * [GM_ATTN_ROWS, n_ctx] (pages never touched cost nothing: gm_aligned_alloc).
+ */
+#define GM_ATTN_ROWS 16
+#define GM_ATTN_SCRATCH(d) ((size_t)GM_ATTN_ROWS * ((size_t)(d)->n_ctx + (size_t)(d)->hd))
+
 /* Distinct RoPE bases a plan may use: Gemma 3n has a local (sliding) and a global one. */
 #define GM_MAX_ROPE_BASES 2
 
@@ -50,7 +59,7 @@ typedef struct gm_decoder {
     float *low_rank;    /* [B, max(r, P)] */
     float *q, *k, *v;   /* [B, q_dim], [B, kv_dim] x2 */
     float *att_out;     /* [B, q_dim] */
-    float *scores;      /* [n_scores][n_ctx]: a row per pool thread (attention) */
+    float *scores;      /* [n_scores][GM_ATTN_SCRATCH]: per pool thread, one attention block's q and scores */
     int n_scores;
     float *gate, *up;   /* [B, max_ffn] */
     float *router;      /* [B, K] modalities */
@@ -92,6 +101,13 @@ GM_INTERNAL void gm_decoder_free(gm_decoder *d);
  */
 GM_INTERNAL void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0,
                                     float *logits, int first_logit_row);
+
+/* cos/sin of batch rows 0..T-1 (positions pos0..) for each RoPE base: once per forward (attention.c). */
+GM_INTERNAL void gm_rope_tables(gm_decoder *d, int T, int64_t pos0);
+
+/* d->attn [T, H] = RMSNorm(o_proj(attention(d->an)); post_attention_layernorm) of plan layer p,
+ * appending the batch's K/V to the cache first if the layer owns one (attention.c). */
+GM_INTERNAL void gm_attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0);
 
 /* Switches the exact up_proj row skipping of sparse FFN layers (default on). */
 GM_INTERNAL void gm_decoder_set_sparse_ffn(gm_decoder *d, bool on);

@@ -290,6 +290,140 @@ static float avx2_dot_q4_0_q8_0(const void *w, const void *x, int64_t n) {
     return y;
 }
 
+/* ---- f32 block products (attention; contract in kernels.h) ---- */
+
+/* The block loops (up to 8 outputs or vectors) must become straight code too. */
+#define UNROLL8 _Pragma("GCC unroll 8")
+
+/*
+ * hsum8 of four vectors at once, with hsum8's pairs: per vector e = lo128 +
+ * hi128, then (e0 + e2) + (e1 + e3). Same bits as four hsum8 calls, so an
+ * output of gemm_nt does not depend on whether its column came in a block
+ * of 4 or alone.
+ */
+INLINE __m128 hsum8x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+    const __m256 t01 = _mm256_add_ps(_mm256_permute2f128_ps(v0, v1, 0x20), _mm256_permute2f128_ps(v0, v1, 0x31));
+    const __m256 t23 = _mm256_add_ps(_mm256_permute2f128_ps(v2, v3, 0x20), _mm256_permute2f128_ps(v2, v3, 0x31));
+    /* lane 0: [v0 (e0+e2), v2 (e0+e2), v0 (e1+e3), v2 (e1+e3)]; lane 1: the same for v1, v3 */
+    const __m256 x = _mm256_add_ps(_mm256_unpacklo_ps(t01, t23), _mm256_unpackhi_ps(t01, t23));
+    const __m256 y = _mm256_add_ps(x, _mm256_permute_ps(x, 0x4E)); /* lane 0: [s0, s2, s0, s2]; lane 1: s1, s3 */
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+}
+
+/*
+ * C[i][j] for mr rows of A x nr rows of B ((2, 4), (2, 1), (1, 8), (1, 4),
+ * (1, 1)): one 8-lane accumulator per output over 8-column steps (FMA),
+ * hsum8's pairs, then the scalar tail K % 8 left to right. Per step mr + nr
+ * loads feed mr * nr FMAs in at most 8 accumulators: enough independent
+ * chains to cover the FMA latency, also for the single row of decode.
+ */
+INLINE void nt_block(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t K,
+                     int mr, int nr) {
+    __m256 acc[2][8];
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const __m256 a = _mm256_loadu_ps(A + i * lda + k);
+            UNROLL8 for (int j = 0; j < nr; j++)
+                acc[i][j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + j * ldb + k), acc[i][j]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) {
+        float s[8];
+        UNROLL8 for (int j = 0; j + 4 <= nr; j += 4)
+            _mm_storeu_ps(s + j, hsum8x4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]));
+        if (nr == 1) s[0] = hsum8(acc[i][0]);
+        UNROLL8 for (int j = 0; j < nr; j++) {
+            for (int64_t t = k; t < K; t++) s[j] += A[i * lda + t] * B[j * ldb + t];
+            C[i * ldc + j] = s[j];
+        }
+    }
+}
+
+/*
+ * Pairs of rows of A against key blocks of 4 (key blocks outer: the 4 rows
+ * of B stay in L1 while the rows of A pass), then a last odd row of A
+ * against key blocks of 8.
+ */
+static void avx2_gemm_nt_f32(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                             int64_t M, int64_t N, int64_t K) {
+    const int64_t M2 = M / 2 * 2;
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4)
+        for (int64_t i = 0; i < M2; i += 2) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 2, 4);
+    for (; j < N; j++)
+        for (int64_t i = 0; i < M2; i += 2) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 2, 1);
+    if (M2 == M) return;
+    const float *a = A + M2 * lda;
+    float *c = C + M2 * ldc;
+    for (j = 0; j + 8 <= N; j += 8) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 8);
+    for (; j + 4 <= N; j += 4) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 4);
+    for (; j < N; j++) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 1);
+}
+
+/*
+ * C[i][0 .. w) += P[i][j] V[j][...] for mr rows over j < N, w <= 8 nv
+ * columns (nv vectors; masked when `partial`): one FMA per j in increasing j,
+ * so each output's chain is the same however the call is blocked. Shapes:
+ * 4 rows x 2 vectors (8 accumulators + 2 V + 1 broadcast of the 16
+ * registers) and, for a lone row (decode), 1 x 8 (8 independent chains).
+ */
+INLINE void nn_strip(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t N,
+                     int mr, int nv, int64_t w, int partial) {
+    __m256i m[8];
+    __m256 acc[4][8];
+    UNROLL8 for (int x = 0; x < nv; x++) m[x] = tail_mask(GM_MAX(0, GM_MIN(8, w - 8 * x)));
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++) {
+        const float *c = C + i * ldc + 8 * x;
+        acc[i][x] = partial ? _mm256_maskload_ps(c, m[x]) : _mm256_loadu_ps(c);
+    }
+    for (int64_t j = 0; j < N; j++) {
+        __m256 v[8];
+        UNROLL8 for (int x = 0; x < nv; x++)
+            v[x] = partial ? _mm256_maskload_ps(V + j * ldv + 8 * x, m[x]) : _mm256_loadu_ps(V + j * ldv + 8 * x);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const __m256 p = _mm256_broadcast_ss(P + i * ldp + j);
+            UNROLL8 for (int x = 0; x < nv; x++) acc[i][x] = _mm256_fmadd_ps(p, v[x], acc[i][x]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++) {
+        float *c = C + i * ldc + 8 * x;
+        if (partial) _mm256_maskstore_ps(c, m[x], acc[i][x]);
+        else _mm256_storeu_ps(c, acc[i][x]);
+    }
+}
+
+/* Keys per pass of nn_strip: a strip's V chunk (64 rows x 16 floats, 4 KiB)
+ * stays in L1 while every row block of P passes over it. */
+#define NN_KEYS 64
+
+/* Rows [i0, i1) in blocks of mr, columns in strips of 8 nv, keys in NN_KEYS passes. */
+INLINE void nn_rows(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t i0,
+                    int64_t i1, int64_t N, int64_t D, int mr, int nv) {
+    for (int64_t d = 0; d < D; d += 8 * nv) {
+        const int64_t w = GM_MIN(8 * nv, D - d);
+        for (int64_t j = 0; j < N; j += NN_KEYS) {
+            const int64_t nj = GM_MIN(NN_KEYS, N - j);
+            for (int64_t i = i0; i < i1; i += mr) {
+                const float *p = P + i * ldp + j, *v = V + j * ldv + d;
+                if (w == 8 * nv) nn_strip(p, ldp, v, ldv, C + i * ldc + d, ldc, nj, mr, nv, w, 0);
+                else nn_strip(p, ldp, v, ldv, C + i * ldc + d, ldc, nj, mr, nv, w, 1);
+            }
+        }
+    }
+}
+
+static void avx2_gemm_nn_acc_f32(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc,
+                                 int64_t M, int64_t N, int64_t D) {
+    const int64_t M4 = M / 4 * 4;
+    nn_rows(P, ldp, V, ldv, C, ldc, 0, M4, N, D, 4, 2);
+    nn_rows(P, ldp, V, ldv, C, ldc, M4, M, N, D, 1, 8);
+}
+
+#undef UNROLL8
+#undef NN_KEYS
+
 /* ---- activation conversion ---- */
 
 /* roundf (halves away from zero) of values with |v| < 2^23: trunc, then
@@ -530,6 +664,8 @@ const gm_kernels gm_kernels_avx2 = {
     .gemv_bf16_bf16 = avx2_gemv_bf16_bf16,
     .gemv_q8_0 = avx2_gemv_q8_0,
     .gemv_q4_0 = avx2_gemv_q4_0,
+    .gemm_nt_f32 = avx2_gemm_nt_f32,
+    .gemm_nn_acc_f32 = avx2_gemm_nn_acc_f32,
     .quantize_row_q8_0 = avx2_quantize_row_q8_0,
     .f32_to_bf16 = avx2_f32_to_bf16,
     .axpy = avx2_axpy,

@@ -548,6 +548,143 @@ void gm_vnni_matmul_q4_0x16(const void *Pv, int64_t nbl, const void *Xv, const g
     }
 }
 
+/* ---- f32 block products (attention; contract in kernels.h) ---- */
+
+/* The block loops (up to 8 outputs or vectors) must become straight code too. */
+#define UNROLL8 _Pragma("GCC unroll 8")
+
+/* Sum of the 16 lanes with fixed pairs: e = (q0 + q2) + (q1 + q3) over the
+ * 128-bit quarters q, then (e0 + e2) + (e1 + e3). */
+INLINE float hsum16(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* hsum16 of four vectors at once, the same pairs (so the same bits). */
+INLINE __m128 hsum16x4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+    /* [v0: q0+q2, q1+q3 | v1: q0+q2, q1+q3], then the same for v2, v3 */
+    const __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x44), _mm512_shuffle_f32x4(v0, v1, 0xEE));
+    const __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, 0x44), _mm512_shuffle_f32x4(v2, v3, 0xEE));
+    /* quarter r holds e of v_r */
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));
+    const __m512 w = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));  /* e0 + e2, e1 + e3 */
+    const __m512 x = _mm512_add_ps(w, _mm512_permute_ps(w, 0xB1));  /* (e0 + e2) + (e1 + e3) */
+    const __m512i first = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0); /* lane 0 of each quarter */
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(first, x));
+}
+
+/*
+ * C[i][j] for mr rows of A x nr rows of B ((4, 4), (4, 1), (1, 8), (1, 4),
+ * (1, 1)): one 16-lane accumulator per output over 16-column steps (FMA),
+ * the last step masked, then hsum16's pairs. The 4 x 4 block: per step
+ * 4 + 4 loads feed 16 FMAs (16 accumulators + 4 B + 1 A of the 32
+ * registers); a lone row of A (decode) takes 8 keys, so 8 independent
+ * chains cover the FMA latency.
+ */
+INLINE void nt_block(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t K,
+                     int mr, int nr) {
+    __m512 acc[4][8], b[8];
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        UNROLL8 for (int j = 0; j < nr; j++) b[j] = _mm512_loadu_ps(B + j * ldb + k);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const __m512 a = _mm512_loadu_ps(A + i * lda + k);
+            UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    if (k < K) { /* the masked-off lanes add 0 * 0 */
+        const __mmask16 m = mask16(K - k);
+        UNROLL8 for (int j = 0; j < nr; j++) b[j] = _mm512_maskz_loadu_ps(m, B + j * ldb + k);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const __m512 a = _mm512_maskz_loadu_ps(m, A + i * lda + k);
+            UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) {
+        UNROLL8 for (int j = 0; j + 4 <= nr; j += 4)
+            _mm_storeu_ps(C + i * ldc + j, hsum16x4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]));
+        if (nr == 1) C[i * ldc] = hsum16(acc[i][0]);
+    }
+}
+
+/*
+ * Blocks of 4 rows of A against key blocks of 4 (key blocks outer: the 4
+ * rows of B stay in L1 while the rows of A pass), then the last M % 4 rows
+ * one at a time against key blocks of 8.
+ */
+static void avx512_gemm_nt_f32(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                               int64_t M, int64_t N, int64_t K) {
+    const int64_t M4 = M / 4 * 4;
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4)
+        for (int64_t i = 0; i < M4; i += 4) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 4, 4);
+    for (; j < N; j++)
+        for (int64_t i = 0; i < M4; i += 4) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 4, 1);
+    for (int64_t i = M4; i < M; i++) {
+        const float *a = A + i * lda;
+        float *c = C + i * ldc;
+        for (j = 0; j + 8 <= N; j += 8) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 8);
+        for (; j + 4 <= N; j += 4) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 4);
+        for (; j < N; j++) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 1);
+    }
+}
+
+/*
+ * C[i][0 .. w) += P[i][j] V[j][...] for mr rows over j < N, w <= 16 nv
+ * columns as nv masked 16-lane vectors: one FMA per j in increasing j, so
+ * each output's chain is the same however the call is blocked. Shapes:
+ * 4 rows x 4 vectors (16 accumulators + 4 V + 1 broadcast of the 32
+ * registers) and, for a lone row (decode), 1 x 8 (8 independent chains).
+ */
+INLINE void nn_strip(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t N,
+                     int mr, int nv, int64_t w) {
+    __mmask16 m[8];
+    __m512 acc[4][8], v[8];
+    UNROLL8 for (int x = 0; x < nv; x++) m[x] = mask16(GM_MAX(0, GM_MIN(16, w - 16 * x)));
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++)
+        acc[i][x] = _mm512_maskz_loadu_ps(m[x], C + i * ldc + 16 * x);
+    for (int64_t j = 0; j < N; j++) {
+        UNROLL8 for (int x = 0; x < nv; x++) v[x] = _mm512_maskz_loadu_ps(m[x], V + j * ldv + 16 * x);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const __m512 p = _mm512_set1_ps(P[i * ldp + j]);
+            UNROLL8 for (int x = 0; x < nv; x++) acc[i][x] = _mm512_fmadd_ps(p, v[x], acc[i][x]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++)
+        _mm512_mask_storeu_ps(C + i * ldc + 16 * x, m[x], acc[i][x]);
+}
+
+/* Keys per pass of nn_strip: a strip's V chunk (64 rows x 64 floats, 16 KiB)
+ * stays in L1 while every row block of P passes over it. */
+#define NN_KEYS 64
+
+/* Rows [i0, i1) in blocks of mr, columns in strips of 16 nv, keys in NN_KEYS passes. */
+INLINE void nn_rows(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t i0,
+                    int64_t i1, int64_t N, int64_t D, int mr, int nv) {
+    for (int64_t d = 0; d < D; d += 16 * nv) {
+        const int64_t w = GM_MIN(16 * nv, D - d);
+        for (int64_t j = 0; j < N; j += NN_KEYS) {
+            const int64_t nj = GM_MIN(NN_KEYS, N - j);
+            for (int64_t i = i0; i < i1; i += mr)
+                nn_strip(P + i * ldp + j, ldp, V + j * ldv + d, ldv, C + i * ldc + d, ldc, nj, mr, nv, w);
+        }
+    }
+}
+
+static void avx512_gemm_nn_acc_f32(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C,
+                                   int64_t ldc, int64_t M, int64_t N, int64_t D) {
+    const int64_t M4 = M / 4 * 4;
+    nn_rows(P, ldp, V, ldv, C, ldc, 0, M4, N, D, 4, 4);
+    nn_rows(P, ldp, V, ldv, C, ldc, M4, M, N, D, 1, 8);
+}
+
+#undef UNROLL8
+#undef NN_KEYS
+
 /* ---- activation conversion ---- */
 
 /* roundf (halves away from zero) for |v| < 2^23: trunc, +-1 if |fraction| >= 1/2 (exact). */
@@ -731,6 +868,8 @@ static float avx512_exp_sum(float *x, int64_t n, float mx) {
 /* The three tables: everything shared but the int8 and bf16 dot primitives. */
 #define AVX512_COMMON                                   \
     .dot_f32 = avx512_dot_f32,                          \
+    .gemm_nt_f32 = avx512_gemm_nt_f32,                  \
+    .gemm_nn_acc_f32 = avx512_gemm_nn_acc_f32,          \
     .dot_bf16_f32 = avx512_dot_bf16_f32,                \
     .dot_f16_f32 = avx512_dot_f16_f32,                  \
     .gemv_f32 = avx512_gemv_f32,                        \

@@ -280,6 +280,137 @@ static float dp_dot_q4_0_q8_0(const void *w, const void *x, int64_t n) {
     return y;
 }
 
+/* ---- f32 block products (attention; contract in kernels.h) ---- */
+
+/* The block loops (up to 8 outputs or vectors) must become straight code too. */
+#define UNROLL8 _Pragma("GCC unroll 8")
+
+/* Lane sum with fixed pairs (v0 + v1) + (v2 + v3), as faddp does it. */
+INLINE float hsum4(float32x4_t v) {
+    const float32x4_t s = vpaddq_f32(v, v);
+    return vgetq_lane_f32(vpaddq_f32(s, s), 0);
+}
+
+/* hsum4 of four vectors, the same pairs: lane j is the sum of v_j. */
+INLINE float32x4_t hsum4x4(float32x4_t v0, float32x4_t v1, float32x4_t v2, float32x4_t v3) {
+    return vpaddq_f32(vpaddq_f32(v0, v1), vpaddq_f32(v2, v3));
+}
+
+/*
+ * C[i][j] for mr rows of A x nr rows of B ((4, 4), (4, 1), (1, 8), (1, 4),
+ * (1, 1)): one 4-lane accumulator per output over 4-column steps (FMA),
+ * hsum4's pairs, then the scalar tail K % 4 left to right. 16 accumulators
+ * + 4 B + 1 A registers; a lone row of A (decode) takes 8 keys for 8
+ * independent chains.
+ */
+INLINE void nt_block(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t K,
+                     int mr, int nr) {
+    float32x4_t acc[4][8], b[8];
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+        UNROLL8 for (int j = 0; j < nr; j++) b[j] = vld1q_f32(B + j * ldb + k);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const float32x4_t a = vld1q_f32(A + i * lda + k);
+            UNROLL8 for (int j = 0; j < nr; j++) acc[i][j] = vfmaq_f32(acc[i][j], a, b[j]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) {
+        float s[8];
+        UNROLL8 for (int j = 0; j + 4 <= nr; j += 4)
+            vst1q_f32(s + j, hsum4x4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]));
+        if (nr == 1) s[0] = hsum4(acc[i][0]);
+        UNROLL8 for (int j = 0; j < nr; j++) {
+            for (int64_t t = k; t < K; t++) s[j] += A[i * lda + t] * B[j * ldb + t];
+            C[i * ldc + j] = s[j];
+        }
+    }
+}
+
+/*
+ * Blocks of 4 rows of A against key blocks of 4 (key blocks outer: the 4
+ * rows of B stay in L1 while the rows of A pass), then the last M % 4 rows
+ * one at a time against key blocks of 8.
+ */
+static void neon_gemm_nt_f32(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                             int64_t M, int64_t N, int64_t K) {
+    const int64_t M4 = M / 4 * 4;
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4)
+        for (int64_t i = 0; i < M4; i += 4) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 4, 4);
+    for (; j < N; j++)
+        for (int64_t i = 0; i < M4; i += 4) nt_block(A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, K, 4, 1);
+    for (int64_t i = M4; i < M; i++) {
+        const float *a = A + i * lda;
+        float *c = C + i * ldc;
+        for (j = 0; j + 8 <= N; j += 8) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 8);
+        for (; j + 4 <= N; j += 4) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 4);
+        for (; j < N; j++) nt_block(a, lda, B + j * ldb, ldb, c + j, ldc, K, 1, 1);
+    }
+}
+
+/*
+ * C[i][0 .. 4 nv) += P[i][j] V[j][...] for mr rows over j < N: one FMA per
+ * j in increasing j (each output's chain is the same however the call is
+ * blocked, and the same as nn_cols' fmaf chain). Shapes: 4 rows x 4
+ * vectors (16 accumulators) and, for a lone row (decode), 1 x 8.
+ */
+INLINE void nn_strip(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t N,
+                     int mr, int nv) {
+    float32x4_t acc[4][8], v[8];
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++)
+        acc[i][x] = vld1q_f32(C + i * ldc + 4 * x);
+    for (int64_t j = 0; j < N; j++) {
+        UNROLL8 for (int x = 0; x < nv; x++) v[x] = vld1q_f32(V + j * ldv + 4 * x);
+        UNROLL8 for (int i = 0; i < mr; i++) {
+            const float32x4_t p = vdupq_n_f32(P[i * ldp + j]);
+            UNROLL8 for (int x = 0; x < nv; x++) acc[i][x] = vfmaq_f32(acc[i][x], p, v[x]);
+        }
+    }
+    UNROLL8 for (int i = 0; i < mr; i++) UNROLL8 for (int x = 0; x < nv; x++) vst1q_f32(C + i * ldc + 4 * x, acc[i][x]);
+}
+
+/* Columns [d0, d1) of rows [i0, i1), one at a time (the last D % 4, and narrow strips). */
+static void nn_cols(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t i0,
+                    int64_t i1, int64_t N, int64_t d0, int64_t d1) {
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t d = d0; d < d1; d++) {
+            float c = C[i * ldc + d];
+            for (int64_t j = 0; j < N; j++) c = fmaf(P[i * ldp + j], V[j * ldv + d], c);
+            C[i * ldc + d] = c;
+        }
+}
+
+/* Keys per pass: a strip's V chunk (64 rows x 16 floats, 4 KiB) stays in L1
+ * while every row block of P passes over it. */
+#define NN_KEYS 64
+
+/* Rows [i0, i1) in blocks of mr, the full strips of 4 nv columns in NN_KEYS
+ * passes; the columns past the last full strip go to nn_cols. */
+INLINE void nn_rows(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc, int64_t i0,
+                    int64_t i1, int64_t N, int64_t D, int mr, int nv) {
+    int64_t d = 0;
+    for (; d + 4 * nv <= D; d += 4 * nv)
+        for (int64_t j = 0; j < N; j += NN_KEYS) {
+            const int64_t nj = GM_MIN(NN_KEYS, N - j);
+            for (int64_t i = i0; i < i1; i += mr)
+                nn_strip(P + i * ldp + j, ldp, V + j * ldv + d, ldv, C + i * ldc + d, ldc, nj, mr, nv);
+        }
+    for (; d + 4 <= D; d += 4) /* whole vectors of a partial strip */
+        for (int64_t i = i0; i < i1; i++) nn_strip(P + i * ldp, ldp, V + d, ldv, C + i * ldc + d, ldc, N, 1, 1);
+    nn_cols(P, ldp, V, ldv, C, ldc, i0, i1, N, d, D);
+}
+
+static void neon_gemm_nn_acc_f32(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc,
+                                 int64_t M, int64_t N, int64_t D) {
+    const int64_t M4 = M / 4 * 4;
+    nn_rows(P, ldp, V, ldv, C, ldc, 0, M4, N, D, 4, 4);
+    nn_rows(P, ldp, V, ldv, C, ldc, M4, M, N, D, 1, 8);
+}
+
+#undef UNROLL8
+#undef NN_KEYS
+
 /* ---- activation conversion ---- */
 
 /* Same bytes as gm_quantize_row_q8_0: FRINTA is roundf (ties away from zero). */
@@ -475,6 +606,8 @@ static float neon_exp_sum(float *x, int64_t n, float m) {
     .gemv_bf16 = neon_gemv_bf16,                        \
     .gemv_f16 = neon_gemv_f16,                          \
     .gemv_bf16_bf16 = neon_gemv_bf16_bf16,              \
+    .gemm_nt_f32 = neon_gemm_nt_f32,                    \
+    .gemm_nn_acc_f32 = neon_gemm_nn_acc_f32,            \
     .quantize_row_q8_0 = neon_quantize_row_q8_0,        \
     .f32_to_bf16 = neon_f32_to_bf16,                    \
     .axpy = neon_axpy,                                  \

@@ -89,6 +89,22 @@ static void ref_gemv_q4_0(const void *W, int64_t ld, const void *x, int64_t n, f
     for (int64_t r = r0; r < r1; r++) y[r] = gm_vec_dot_q4_0_q8_0(w + r * (ld / GM_QK4_0), x, n);
 }
 
+/* ---- f32 block products: the per-token attention loop, entry by entry ---- */
+
+static void ref_axpy(float a, const float *x, float *y, int64_t n);
+
+static void ref_gemm_nt_f32(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                            int64_t M, int64_t N, int64_t K) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) C[i * ldc + j] = ref_dot_f32(A + i * lda, B + j * ldb, K);
+}
+
+static void ref_gemm_nn_acc_f32(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc,
+                                int64_t M, int64_t N, int64_t D) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) ref_axpy(P[i * ldp + j], V + j * ldv, C + i * ldc, D);
+}
+
 /* ---- activation conversion ---- */
 
 static void ref_quantize_row_q8_0(const float *x, void *blocks, int64_t n) {
@@ -168,6 +184,8 @@ const gm_kernels gm_kernels_ref = {
     .gemv_q4_0 = ref_gemv_q4_0,
     .matmul_q4_0x16 = gm_matmul_q4_0x16_ref,
     .pack_q4_0x16 = gm_pack_q4_0x16,
+    .gemm_nt_f32 = ref_gemm_nt_f32,
+    .gemm_nn_acc_f32 = ref_gemm_nn_acc_f32,
     .quantize_row_q8_0 = ref_quantize_row_q8_0,
     .f32_to_bf16 = ref_f32_to_bf16,
     .axpy = ref_axpy,

@@ -43,6 +43,11 @@
  *  - Within a variant, GEMV row r gives the same bits as that variant's dot
  *    of row r, however [r0, r1) is split (so across threads and tasks):
  *    results never depend on the thread count.
+ *  - The block products (gemm_nt_f32, gemm_nn_acc_f32) are reductions too:
+ *    each output is within (n + 2) * 2^-24 * sum|terms| of the exact sum
+ *    (n terms: K products; N products plus C's old value). Within a
+ *    variant an output's bits do not depend on M, N or how the rows and
+ *    the key range are cut into calls.
  *  - tanh_f32 / gelu_tanh / softcap / exp_sum use a vectorized exp / tanh in the
  *    SIMD variants: tanh within 1e-6 relative of tanhf (measured over all
  *    2^32 inputs: <= 2 ulp, 2.4e-7, of glibc's), exp within 1 ulp of expf
@@ -122,6 +127,27 @@ typedef struct gm_kernels {
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
     /* gm_pack_q4_0x16 (pack.h), byte for byte: set whenever matmul_q4_0x16 is. */
     void (*pack_q4_0x16)(const void *W, int64_t nbl, void *P, int64_t g0, int64_t g1);
+
+    /*
+     * ---- f32 block products (attention: S = Q K^T, O += P V) ----
+     * Row-major blocks with row strides in elements; no operand may overlap C.
+     * gemm_nt_f32:     C[i*ldc + j]  = sum_{k<K} A[i*lda + k] * B[j*ldb + k]
+     *                  for i < M, j < N (C overwritten; K == 0 gives 0).
+     * gemm_nn_acc_f32: C[i*ldc + d] += sum_{j<N} P[i*ldp + j] * V[j*ldv + d]
+     *                  for i < M, d < D, added in increasing j, so a call over
+     *                  [0, N) equals calls over [0, n) then [n, N) (with P and
+     *                  V advanced), bit for bit. A P entry of exactly 0 leaves C
+     *                  unchanged when its V row is finite.
+     * The SIMD variants keep a register block of C (several rows of A against
+     * several rows of B, or several rows of P against a strip of V) so that
+     * each row of B or V loaded serves many rows of A or P; the reference is
+     * ref dot_f32 per entry and ref axpy per (i, j), i.e. exactly the
+     * per-token attention loop it replaces.
+     */
+    void (*gemm_nt_f32)(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                        int64_t M, int64_t N, int64_t K);
+    void (*gemm_nn_acc_f32)(const float *P, int64_t ldp, const float *V, int64_t ldv, float *C, int64_t ldc,
+                            int64_t M, int64_t N, int64_t D);
 
     /* ---- activation conversion (once per row, before a GEMV) ---- */
     /* ggml block_q8_0 (n / 32 blocks), bit-identical to gm_quantize_row_q8_0. */

@@ -91,8 +91,8 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
     d->att_out = alloc_floats(B * (size_t)d->q_dim, &ok);
     d->k = alloc_floats(B * (size_t)d->kv_dim, &ok);
     d->v = alloc_floats(B * (size_t)d->kv_dim, &ok);
-    d->n_scores = m->params.n_threads > 0 ? m->params.n_threads : gm_cpu_count(); /* one row per pool thread */
-    d->scores = alloc_floats((size_t)d->n_scores * (size_t)n_ctx, &ok);
+    d->n_scores = m->params.n_threads > 0 ? m->params.n_threads : gm_cpu_count(); /* one block per pool thread */
+    d->scores = alloc_floats((size_t)d->n_scores * GM_ATTN_SCRATCH(d), &ok);
     d->gate = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->router = alloc_floats(B * (size_t)d->K, &ok);
@@ -256,111 +256,6 @@ static void altup_correct(gm_decoder *d, const gm_layer_weights *lw, const float
     }
 }
 
-/* ---- attention (Gemma3nTextAttention) ---- */
-
-/* cos/sin of every batch row's position for each RoPE base: once per forward, shared by all layers and heads. */
-static void rope_tables(gm_decoder *d, int T, int64_t pos0) {
-    size_t half = (size_t)d->hd / 2;
-    for (int b = 0; b < d->n_rope_bases; b++)
-        for (int t = 0; t < T; t++) {
-            size_t o = ((size_t)b * d->max_batch + t) * half;
-            gm_rope_angles(d->inv_freq + b * half, d->hd, pos0 + t, d->rope_cos + o, d->rope_sin + o);
-        }
-}
-
-/* Rotates one head of batch row t in plan layer p. */
-static void rope(const gm_decoder *d, int p, int t, float *x) {
-    size_t o = ((size_t)d->rope_base[p] * d->max_batch + t) * (d->hd / 2);
-    gm_rope(x, d->hd, d->rope_cos + o, d->rope_sin + o);
-}
-
-static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
-    const gm_text_config *c = &d->model->cfg;
-    const gm_kernels *k = d->mm.k;
-    gm_kv_layer *kv = &d->kv[p];
-    matmul(d, &lw->k_proj, d->kv_dim, d->H, d->an, T, d->k);
-    matmul(d, &lw->v_proj, d->kv_dim, d->H, d->an, T, d->v);
-    for (int t = 0; t < T; t++) {
-        int64_t pos = pos0 + t;
-        float *kdst = kv->k + (size_t)(pos % kv->cap) * d->kv_dim;
-        float *vdst = kv->v + (size_t)(pos % kv->cap) * d->kv_dim;
-        for (int h = 0; h < d->nkv; h++) {
-            size_t o = (size_t)t * d->kv_dim + (size_t)h * d->hd;
-            gm_rmsnorm(k, d->k + o, lw->k_norm.data, d->hd, c->rms_norm_eps, kdst + h * d->hd);
-            rope(d, p, t, kdst + h * d->hd);
-            gm_rmsnorm(k, d->v + o, NULL, d->hd, c->rms_norm_eps, vdst + h * d->hd); /* v_norm: no weight */
-        }
-    }
-}
-
-/* One query head at absolute position `pos` over the cache of layer `src` (scaling 1.0, no softcap). */
-static void attend(const gm_decoder *d, const gm_kv_layer *kv, bool sliding, const float *q, int kv_head,
-                   int64_t pos, float *scores, float *out) {
-    const gm_kernels *kt = d->mm.k;
-    int64_t lo = sliding ? GM_MAX(0, pos - d->model->cfg.sliding_window + 1) : 0;
-    int n = (int)(pos - lo + 1), hd = d->hd;
-    for (int j = 0; j < n; j++) {
-        const float *k = kv->k + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        scores[j] = kt->dot_f32(q, k, hd);
-    }
-    gm_softmax(kt, scores, n);
-    memset(out, 0, sizeof(float) * hd);
-    for (int j = 0; j < n; j++) {
-        const float *v = kv->v + (size_t)((lo + j) % kv->cap) * d->kv_dim + (size_t)kv_head * hd;
-        kt->axpy(scores[j], v, out, hd);
-    }
-}
-
-typedef struct attn_job {
-    const gm_decoder *d;
-    const gm_layer_weights *lw;
-    const gm_kv_layer *kv;
-    int p, T;
-    int64_t pos0;
-} attn_job;
-
-/*
- * The (token, head) pairs task, task + n_tasks, ...: interleaved, because a
- * causal row's cost grows with its position. Each pair writes its own q and
- * output slice and its thread's scores row, so pairs run in any order.
- */
-static void attn_task(void *ctx, int task, int n_tasks, int thread) {
-    const attn_job *j = ctx;
-    const gm_decoder *d = j->d;
-    const gm_plan_layer *pl = &d->plan.layers[j->p];
-    const int group = d->nh / d->nkv;
-    float *scores = d->scores + (size_t)thread * (size_t)d->n_ctx;
-    for (int i = task; i < j->T * d->nh; i += n_tasks) {
-        const int t = i / d->nh, h = i % d->nh;
-        float *q = d->q + (size_t)t * d->q_dim + (size_t)h * d->hd;
-        gm_rmsnorm(d->mm.k, q, j->lw->q_norm.data, d->hd, d->model->cfg.rms_norm_eps, q);
-        rope(d, j->p, t, q);
-        attend(d, j->kv, pl->sliding, q, h / group, j->pos0 + t, scores,
-               d->att_out + (size_t)t * d->q_dim + (size_t)h * d->hd);
-    }
-}
-
-/* Below this many multiply-adds (q.k and p.v) the heads run on the calling thread. */
-#define GM_ATTN_PARALLEL_MIN (1 << 18)
-
-/* attn [T, H] = RMSNorm(o_proj(attention(an)); post_attention_layernorm). */
-static void attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
-    const gm_text_config *c = &d->model->cfg;
-    const gm_plan_layer *pl = &d->plan.layers[p];
-    matmul(d, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
-    if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
-    attn_job job = {d, lw, &d->kv[pl->kv_source], p, T, pos0};
-    const int64_t span = pl->sliding ? GM_MIN(pos0 + T, (int64_t)c->sliding_window) : pos0 + T;
-    const int threads = gm_pool_n_threads(d->mm.pool); /* thread ids index the scores rows */
-    if (threads > 1 && threads <= d->n_scores && (int64_t)T * d->nh * span * d->hd * 2 >= GM_ATTN_PARALLEL_MIN)
-        gm_pool_run(d->mm.pool, attn_task, &job, GM_MIN(T * d->nh, 4 * threads));
-    else
-        attn_task(&job, 0, 1, 0);
-    matmul(d, &lw->o_proj, d->H, d->q_dim, d->att_out, T, d->attn);
-    for (int t = 0; t < T; t++)
-        gm_rmsnorm(d->mm.k, d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps, d->attn + (size_t)t * d->H);
-}
-
 /* ---- feed-forward (Gemma3nTextMLP) and LAuReL (Gemma3nTextLaurelBlock) ---- */
 
 /* laurel [T, H] = an + RMSNorm(linear_right(linear_left(an)); post_laurel_norm). */
@@ -469,7 +364,7 @@ static void layer_forward(gm_decoder *d, int p, int T, int64_t pos0) {
         gm_rmsnorm(d->mm.k, STREAM(d, d->pred, c->altup_active_idx, t), lw->input_norm.data, H, c->rms_norm_eps,
                    d->an + (size_t)t * H);
     laurel(d, lw, T);
-    attention(d, p, lw, T, pos0);
+    gm_attention(d, p, lw, T, pos0); /* attention.c */
     for (int t = 0; t < T; t++) {
         const float *pa = STREAM(d, d->pred, c->altup_active_idx, t);
         float *al = d->al + (size_t)t * H, *x = d->tmp_h + (size_t)t * H;
@@ -513,7 +408,7 @@ static void final_hidden(gm_decoder *d, int t0, int T) {
 
 void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0, float *logits, int first_logit_row) {
     embed(d, ids, T);
-    rope_tables(d, T, pos0);
+    gm_rope_tables(d, T, pos0);
     for (int p = 0; p < d->plan.n_layers; p++) {
         layer_forward(d, p, T, pos0);
         if (d->observer) d->observer(d->observer_user, p, d->streams, T, d->max_batch);

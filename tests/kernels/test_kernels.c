@@ -20,6 +20,9 @@
  *    (u = 2^-24, first order; Higham, Accuracy and Stability, 4.2), so each
  *    result must be within (n + 2) u sum|p_i| of the double-precision sum.
  *    For quantized dots the terms are the per-block products sumi_b d_b.
+ *    The block products (gemm_nt_f32, gemm_nn_acc_f32) are checked the same
+ *    way per output (K terms; N terms plus C's old value), and within a
+ *    variant an output must not depend on how rows or keys are blocked.
  *  - Transcendentals: tanh within 1e-6 relative of tanhf (the contract in
  *    kernels.h) and, as a regression guard, 2 ulp of glibc's tanhf; exp
  *    within 1 ulp of expf; gelu / softcap within what that tanh difference
@@ -531,6 +534,141 @@ static void test_elementwise(const gm_kernels *k) {
     }
 }
 
+/* ---- f32 block products (attention): gemm_nt_f32, gemm_nn_acc_f32 ---- */
+
+/* Shapes (M, N, K or D): tails of every register block (M, N not multiples
+ * of 4 or 2; K, D not multiples of 4, 8, 16; N past the 64-key passes of
+ * the NN kernels) and the attention shape (hd 256). */
+static const int64_t bp_shapes[][3] = {
+    {0, 3, 5},  {3, 0, 5},   {3, 5, 0},   {1, 1, 1},   {1, 4, 16},  {2, 4, 8},    {4, 4, 64},   {5, 7, 3},
+    {3, 9, 17}, {7, 13, 33}, {8, 3, 31},  {9, 70, 15}, {4, 65, 65}, {17, 5, 100}, {6, 130, 7}, {16, 37, 256},
+    {1, 200, 256}, {13, 67, 129},
+};
+
+/* A rows x cols matrix with row stride ld, allocated so that its last row ends at the guard page. */
+static size_t mat_bytes(int64_t rows, int64_t cols, int64_t ld) {
+    return rows == 0 ? 0 : (size_t)((rows - 1) * ld + cols) * sizeof(float);
+}
+
+static void fill_mat(float *x, int64_t rows, int64_t cols, int64_t ld, bool integer) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) x[r * ld + c] = gen_value(integer);
+}
+
+/* C[i][j] = A_i . B_j: integer data equals the reference, random data is
+ * within the sum bound; every entry equals the variant's own 1 x 1 call
+ * (blocking-independent bits); the padding of C is untouched. */
+static void test_gemm_nt(const gm_kernels *k) {
+    for (size_t si = 0; si < GM_ARRAY_LEN(bp_shapes); si++) {
+        const int64_t M = bp_shapes[si][0], N = bp_shapes[si][1], K = bp_shapes[si][2];
+        const int64_t lda = K + (si % 3), ldb = K + (si % 2) * 5, ldc = N + 2;
+        const size_t ab = mat_bytes(M, K, lda), bb = mat_bytes(N, K, ldb), cb = (size_t)(M * ldc) * sizeof(float);
+        float *A = galloc(ab), *B = galloc(bb), *C = galloc(cb), *Cr = galloc(cb);
+        for (int integer = 1; integer >= 0; integer--) {
+            fill_mat(A, M, K, lda, integer);
+            fill_mat(B, N, K, ldb, integer);
+            for (int64_t i = 0; i < M * ldc; i++) C[i] = Cr[i] = SENTINEL;
+            k->gemm_nt_f32(A, lda, B, ldb, C, ldc, M, N, K);
+            gm_kernels_ref.gemm_nt_f32(A, lda, B, ldb, Cr, ldc, M, N, K);
+            int64_t bad = -1, bad_split = -1;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    const float got = C[i * ldc + j];
+                    bool ok;
+                    if (j >= N) ok = got == SENTINEL;
+                    else if (integer) ok = got == Cr[i * ldc + j];
+                    else {
+                        double exact = 0, sum_abs = 0;
+                        for (int64_t t = 0; t < K; t++) {
+                            const double p = (double)A[i * lda + t] * B[j * ldb + t];
+                            exact += p;
+                            sum_abs += fabs(p);
+                        }
+                        ok = within_sum_bound(got, exact, sum_abs, K) &&
+                             within_sum_bound(Cr[i * ldc + j], exact, sum_abs, K);
+                    }
+                    if (!ok && bad < 0) bad = i * ldc + j;
+                    if (j < N) {
+                        float one;
+                        k->gemm_nt_f32(A + i * lda, lda, B + j * ldb, ldb, &one, 1, 1, 1, K);
+                        if (!same_bits(one, got) && bad_split < 0) bad_split = i * ldc + j;
+                    }
+                }
+            CHECK(bad < 0, "%s gemm_nt M=%lld N=%lld K=%lld %s data: C[%lld][%lld] = %.9g, ref %.9g", k->name,
+                  (long long)M, (long long)N, (long long)K, integer ? "integer" : "random",
+                  (long long)(bad / ldc), (long long)(bad % ldc), bad < 0 ? 0 : C[bad], bad < 0 ? 0 : Cr[bad]);
+            CHECK(bad_split < 0, "%s gemm_nt M=%lld N=%lld K=%lld: C[%lld][%lld] differs from its 1 x 1 call", k->name,
+                  (long long)M, (long long)N, (long long)K, (long long)(bad_split / ldc), (long long)(bad_split % ldc));
+        }
+        gfree(A, ab);
+        gfree(B, bb);
+        gfree(C, cb);
+        gfree(Cr, cb);
+    }
+}
+
+/* C += P V onto random C: integer data equals the reference, random data is
+ * within the sum bound (N products and C's old value); one call equals
+ * row-by-row calls and a split of the key range, bit for bit; all-zero P
+ * rows leave C as it was; the padding of C is untouched. */
+static void test_gemm_nn_acc(const gm_kernels *k) {
+    for (size_t si = 0; si < GM_ARRAY_LEN(bp_shapes); si++) {
+        const int64_t M = bp_shapes[si][0], N = bp_shapes[si][1], D = bp_shapes[si][2];
+        const int64_t ldp = N + (si % 3), ldv = D + (si % 2) * 5, ldc = D + 3;
+        const size_t pb = mat_bytes(M, N, ldp), vb = mat_bytes(N, D, ldv), cb = (size_t)(M * ldc) * sizeof(float);
+        float *P = galloc(pb), *V = galloc(vb), *C = galloc(cb), *Cr = galloc(cb), *C0 = galloc(cb),
+              *Cs = galloc(cb);
+        for (int integer = 1; integer >= 0; integer--) {
+            fill_mat(P, M, N, ldp, integer);
+            fill_mat(V, N, D, ldv, integer);
+            if (M > 2)
+                for (int64_t j = 0; j < N; j++) P[1 * ldp + j] = 0.0f; /* a fully masked row */
+            for (int64_t i = 0; i < M * ldc; i++) C0[i] = (i % ldc) < D ? gen_value(integer) : SENTINEL;
+            memcpy(C, C0, cb);
+            memcpy(Cr, C0, cb);
+            memcpy(Cs, C0, cb);
+            k->gemm_nn_acc_f32(P, ldp, V, ldv, C, ldc, M, N, D);
+            gm_kernels_ref.gemm_nn_acc_f32(P, ldp, V, ldv, Cr, ldc, M, N, D);
+            const int64_t n1 = N / 3; /* rows one by one, keys in two calls */
+            for (int64_t i = 0; i < M; i++) {
+                k->gemm_nn_acc_f32(P + i * ldp, ldp, V, ldv, Cs + i * ldc, ldc, 1, n1, D);
+                k->gemm_nn_acc_f32(P + i * ldp + n1, ldp, V + n1 * ldv, ldv, Cs + i * ldc, ldc, 1, N - n1, D);
+            }
+            int64_t bad = -1;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t d = 0; d < ldc; d++) {
+                    const int64_t o = i * ldc + d;
+                    bool ok;
+                    if (d >= D || (M > 2 && i == 1)) ok = same_bits(C[o], C0[o]);
+                    else if (integer) ok = C[o] == Cr[o];
+                    else {
+                        double exact = C0[o], sum_abs = fabs((double)C0[o]);
+                        for (int64_t j = 0; j < N; j++) {
+                            const double p = (double)P[i * ldp + j] * V[j * ldv + d];
+                            exact += p;
+                            sum_abs += fabs(p);
+                        }
+                        ok = within_sum_bound(C[o], exact, sum_abs, N + 1) &&
+                             within_sum_bound(Cr[o], exact, sum_abs, N + 1);
+                    }
+                    if (!ok && bad < 0) bad = o;
+                }
+            CHECK(bad < 0, "%s gemm_nn_acc M=%lld N=%lld D=%lld %s data: C[%lld][%lld] = %.9g, ref %.9g (was %.9g)",
+                  k->name, (long long)M, (long long)N, (long long)D, integer ? "integer" : "random",
+                  (long long)(bad / ldc), (long long)(bad % ldc), bad < 0 ? 0 : C[bad], bad < 0 ? 0 : Cr[bad],
+                  bad < 0 ? 0 : C0[bad]);
+            CHECK(memcmp(C, Cs, cb) == 0, "%s gemm_nn_acc M=%lld N=%lld D=%lld: row / key-split calls differ",
+                  k->name, (long long)M, (long long)N, (long long)D);
+        }
+        gfree(P, pb);
+        gfree(V, vb);
+        gfree(C, cb);
+        gfree(Cr, cb);
+        gfree(C0, cb);
+        gfree(Cs, cb);
+    }
+}
+
 /* ---- exp / tanh and what uses them ---- */
 
 static double ulp_of(float v) { /* spacing of floats at |v| (normal or not) */
@@ -798,6 +936,8 @@ int main(int argc, char **argv) {
         test_quantize(k);
         test_f32_to_bf16(k);
         test_elementwise(k);
+        test_gemm_nt(k);
+        test_gemm_nn_acc(k);
         test_exp_sum(k);
         test_tanh(k);
         test_gelu_softcap(k);

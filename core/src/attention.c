@@ -1,0 +1,193 @@
+/*
+ * attention.c - Gemma3nTextAttention.forward over the KV cache, batched over
+ * T tokens: q/k/v projections, q_norm / k_norm / v_norm, RoPE, the K/V
+ * append, softmax(Q K^T) V per head (scaling 1.0, no softcap), o_proj and
+ * post_attention_layernorm.
+ *
+ * The softmax(Q K^T) V part works on blocks of query rows of one head at a
+ * time, as two block products of the kernel table (kernels.h):
+ *
+ *     S [n, nk]  = Q_h [n, hd] . K[lo .. lo + nk)^T      gemm_nt_f32
+ *     S          = row softmax over each row's keys, 0 elsewhere
+ *     O_h [n, hd] = S . V[lo .. lo + nk)                 gemm_nn_acc_f32
+ *
+ * where [lo, lo + nk) is the union of the block's key ranges. Query row at
+ * position pos sees keys lo(pos) .. pos, lo(pos) = max(0, pos - window + 1)
+ * on sliding layers and 0 on full ones; its columns outside that range get
+ * probability exactly 0 (not exp(-inf): nothing non-finite is ever formed),
+ * and a 0 times a finite V row adds nothing, so the result is the per-token
+ * softmax of the same scores. Each K and V row loaded serves the block's n
+ * rows (the kernels keep register blocks of several rows), where the
+ * per-token loop this replaces read the whole window once per query row and
+ * head and was L2-bandwidth bound.
+ *
+ * With the reference kernel table the two products are dot_f32 per score and
+ * axpy per key, i.e. exactly the per-token loop; SIMD tables differ from it
+ * only by summation order (kernels.h).
+ *
+ * Decode (T == 1) takes the same path with one-row blocks: the kernels'
+ * one-row shapes (8 keys, or 8 output vectors, in flight) run ~3x the
+ * multiply-adds per second of the old dot_f32 + axpy loop (E2B shapes,
+ * one thread), so there is no separate decode path.
+ */
+#include "decoder.h"
+#include "ops.h"
+
+/* ---- RoPE ---- */
+
+void gm_rope_tables(gm_decoder *d, int T, int64_t pos0) {
+    size_t half = (size_t)d->hd / 2;
+    for (int b = 0; b < d->n_rope_bases; b++)
+        for (int t = 0; t < T; t++) {
+            size_t o = ((size_t)b * d->max_batch + t) * half;
+            gm_rope_angles(d->inv_freq + b * half, d->hd, pos0 + t, d->rope_cos + o, d->rope_sin + o);
+        }
+}
+
+/* Rotates one head of batch row t in plan layer p. */
+static void rope(const gm_decoder *d, int p, int t, float *x) {
+    size_t o = ((size_t)d->rope_base[p] * d->max_batch + t) * (d->hd / 2);
+    gm_rope(x, d->hd, d->rope_cos + o, d->rope_sin + o);
+}
+
+/* k_proj / v_proj of the batch, normed (k with RoPE) into the cache slots pos % cap. */
+static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_kernels *k = d->mm.k;
+    gm_kv_layer *kv = &d->kv[p];
+    gm_matmul(&d->mm, &lw->k_proj, d->kv_dim, d->H, d->an, T, d->k);
+    gm_matmul(&d->mm, &lw->v_proj, d->kv_dim, d->H, d->an, T, d->v);
+    for (int t = 0; t < T; t++) {
+        int64_t pos = pos0 + t;
+        float *kdst = kv->k + (size_t)(pos % kv->cap) * d->kv_dim;
+        float *vdst = kv->v + (size_t)(pos % kv->cap) * d->kv_dim;
+        for (int h = 0; h < d->nkv; h++) {
+            size_t o = (size_t)t * d->kv_dim + (size_t)h * d->hd;
+            gm_rmsnorm(k, d->k + o, lw->k_norm.data, d->hd, c->rms_norm_eps, kdst + h * d->hd);
+            rope(d, p, t, kdst + h * d->hd);
+            gm_rmsnorm(k, d->v + o, NULL, d->hd, c->rms_norm_eps, vdst + h * d->hd); /* v_norm: no weight */
+        }
+    }
+}
+
+/* ---- softmax(Q K^T) V on blocks of query rows ---- */
+
+typedef struct attn_job {
+    const gm_decoder *d;
+    const gm_layer_weights *lw;
+    const gm_kv_layer *kv;  /* the cache this layer reads (its own or a KV-shared source's) */
+    int p, T;
+    int64_t pos0;
+    int64_t window;         /* sliding layers: the window; full layers: INT64_MAX */
+    int rows;               /* query rows per block */
+    int n_blocks;           /* ceil(T / rows) */
+} attn_job;
+
+/* First key position the query at `pos` sees. */
+static int64_t key_lo(const attn_job *j, int64_t pos) {
+    return pos >= j->window ? pos - j->window + 1 : 0;
+}
+
+/*
+ * The cache slots of key positions [lo, lo + nk) as at most two runs of
+ * consecutive slots (slot = pos % cap): run r covers columns col[r] ..
+ * col[r] + len[r] - 1 from slot slot[r]. nk <= cap (decoder.h: a sliding
+ * ring has cap >= window + max_batch > nk; otherwise cap = n_ctx), so the
+ * range never meets itself, and every position in it is still cached.
+ */
+static int ring_runs(const gm_kv_layer *kv, int64_t lo, int64_t nk, int64_t col[2], int64_t slot[2], int64_t len[2]) {
+    col[0] = 0;
+    slot[0] = lo % kv->cap;
+    len[0] = GM_MIN(nk, kv->cap - slot[0]);
+    col[1] = len[0];
+    slot[1] = 0;
+    len[1] = nk - len[0];
+    return len[1] > 0 ? 2 : 1;
+}
+
+/*
+ * Row r of S (query at key column `last`, first seen column `first`) to
+ * probabilities: softmax over [first, last], exactly 0 elsewhere. The same
+ * operations as the per-token softmax (gm_softmax) on the same scores.
+ */
+static void masked_softmax(const gm_kernels *kt, float *row, int64_t nk, int64_t first, int64_t last) {
+    gm_softmax(kt, row + first, (int)(last - first + 1));
+    memset(row, 0, sizeof(float) * (size_t)first);
+    memset(row + last + 1, 0, sizeof(float) * (size_t)(nk - last - 1));
+}
+
+/*
+ * Task `task`: head h, block b of query rows, latest (costliest) blocks
+ * first so the schedule ends on short tasks. The task owns its q and output
+ * slices and its thread's scores scratch, so tasks run in any order.
+ */
+static void attn_task(void *ctx, int task, int n_tasks, int thread) {
+    (void)n_tasks;
+    const attn_job *j = ctx;
+    const gm_decoder *d = j->d;
+    const gm_kernels *kt = d->mm.k;
+    const int h = task % d->nh, b = j->n_blocks - 1 - task / d->nh, hd = d->hd;
+    const int t0 = b * j->rows, n = GM_MIN(j->rows, j->T - t0);
+    const int64_t p0 = j->pos0 + t0, lo = key_lo(j, p0), nk = p0 + n - lo; /* keys of the whole block */
+    const size_t koff = (size_t)(h / (d->nh / d->nkv)) * hd;                /* GQA: this head's KV head */
+    const float *q = d->q + (size_t)t0 * d->q_dim + (size_t)h * hd;          /* [n, hd], row stride q_dim */
+    float *out = d->att_out + (size_t)t0 * d->q_dim + (size_t)h * hd;       /* [n, hd], row stride q_dim */
+    float *qs = d->scores + (size_t)thread * GM_ATTN_SCRATCH(d);             /* [n, hd] */
+    float *S = qs + (size_t)GM_ATTN_ROWS * hd;                               /* [n, nk] */
+    /* q_norm + RoPE into contiguous rows: the block then sits in L1 while
+     * the keys stream by (rows q_dim floats apart alias the same L1 sets). */
+    for (int t = 0; t < n; t++) {
+        float *qt = qs + (size_t)t * hd;
+        gm_rmsnorm(kt, q + (size_t)t * d->q_dim, j->lw->q_norm.data, hd, d->model->cfg.rms_norm_eps, qt);
+        rope(d, j->p, t0 + t, qt);
+    }
+    int64_t col[2], slot[2], len[2];
+    const int runs = ring_runs(j->kv, lo, nk, col, slot, len);
+    for (int r = 0; r < runs; r++)
+        kt->gemm_nt_f32(qs, hd, j->kv->k + (size_t)slot[r] * d->kv_dim + koff, d->kv_dim, S + col[r], nk, n, len[r],
+                        hd);
+    for (int t = 0; t < n; t++) {
+        masked_softmax(kt, S + (size_t)t * nk, nk, key_lo(j, p0 + t) - lo, p0 + t - lo);
+        memset(out + (size_t)t * d->q_dim, 0, sizeof(float) * (size_t)hd);
+    }
+    for (int r = 0; r < runs; r++) /* the second run continues the first's sums (kernels.h) */
+        kt->gemm_nn_acc_f32(S + col[r], nk, j->kv->v + (size_t)slot[r] * d->kv_dim + koff, d->kv_dim, out, d->q_dim,
+                            n, len[r], hd);
+}
+
+/*
+ * Query rows per block: GM_ATTN_ROWS (each K/V row then serves 16 queries),
+ * halved down to 4 while that leaves fewer than 4 tasks per thread (the
+ * tasks' costs differ: a causal block's key range grows with its position).
+ */
+static int block_rows(const gm_decoder *d, int T, int threads) {
+    int rows = GM_ATTN_ROWS;
+    while (rows > 4 && d->nh * ((T + rows - 1) / rows) < 4 * threads) rows /= 2;
+    return GM_MIN(rows, T);
+}
+
+/* Below this many multiply-adds (q.k and p.v) the heads run on the calling thread. */
+#define GM_ATTN_PARALLEL_MIN (1 << 18)
+
+void gm_attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_plan_layer *pl = &d->plan.layers[p];
+    gm_matmul(&d->mm, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
+    if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
+    const int threads = gm_pool_n_threads(d->mm.pool);   /* thread ids index the scores scratch */
+    const bool pool = threads > 1 && threads <= d->n_scores;
+    attn_job job = {d, lw, &d->kv[pl->kv_source], p, T, pos0, pl->sliding ? c->sliding_window : INT64_MAX,
+                    0, 0};
+    job.rows = block_rows(d, T, pool ? threads : 1);
+    job.n_blocks = (T + job.rows - 1) / job.rows;
+    const int64_t span = pl->sliding ? GM_MIN(pos0 + T, (int64_t)c->sliding_window) : pos0 + T;
+    const int n_tasks = d->nh * job.n_blocks;
+    if (pool && (int64_t)T * d->nh * span * d->hd * 2 >= GM_ATTN_PARALLEL_MIN)
+        gm_pool_run(d->mm.pool, attn_task, &job, n_tasks);
+    else
+        for (int i = 0; i < n_tasks; i++) attn_task(&job, i, n_tasks, 0);
+    gm_matmul(&d->mm, &lw->o_proj, d->H, d->q_dim, d->att_out, T, d->attn);
+    for (int t = 0; t < T; t++)
+        gm_rmsnorm(d->mm.k, d->attn + (size_t)t * d->H, lw->post_attn_norm.data, d->H, c->rms_norm_eps,
+                   d->attn + (size_t)t * d->H);
+}
