@@ -82,7 +82,8 @@ typedef struct gm_decoder {
      * product would have computed.
      */
     bool sparse_ffn;
-    int32_t *ffn_rows;  /* [max_ffn] active rows of one token */
+    int32_t *ffn_rows;  /* [B, max_ffn] each token's active up rows (sparse FFN) */
+    int32_t *ffn_counts; /* [B] how many up rows each token computed */
     int64_t ffn_rows_computed, ffn_rows_dense;
     gm_matmul_ctx mm;   /* kernels, thread pool and scratch of the matrix products */
     gm_layer_observer observer;

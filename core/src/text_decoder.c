@@ -97,8 +97,9 @@ gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan,
     d->up = alloc_floats(B * (size_t)d->max_ffn, &ok);
     d->router = alloc_floats(B * (size_t)d->K, &ok);
     d->coefs = alloc_floats(B * (size_t)d->K * d->K, &ok);
-    d->ffn_rows = gm_aligned_alloc(sizeof(int32_t) * (size_t)GM_MAX(d->max_ffn, 1));
-    ok = ok && d->ffn_rows;
+    d->ffn_rows = gm_aligned_alloc(sizeof(int32_t) * B * (size_t)GM_MAX(d->max_ffn, 1));
+    d->ffn_counts = gm_aligned_alloc(sizeof(int32_t) * B);
+    ok = ok && d->ffn_rows && d->ffn_counts;
     d->sparse_ffn = true;
     if (ok) alloc_kv(d, &ok);
     if (ok && !setup_rope(d, &ok)) {
@@ -124,7 +125,9 @@ void gm_decoder_free(gm_decoder *d) {
         *bufs[i] = NULL;
     }
     gm_aligned_free(d->ffn_rows);
+    gm_aligned_free(d->ffn_counts);
     d->ffn_rows = NULL;
+    d->ffn_counts = NULL;
     gm_matmul_free(&d->mm);
     for (int p = 0; p < GM_MAX_LAYERS; p++) {
         gm_aligned_free(d->kv[p].k);
@@ -271,20 +274,53 @@ static void laurel(gm_decoder *d, const gm_layer_weights *lw, int T) {
     }
 }
 
+typedef struct ffn_job {
+    gm_decoder *d;
+    const gm_plan_layer *pl;
+    const gm_matrix *up;
+    const float *x; /* [T, H] the MLP input */
+    int T, F;
+    bool sparse;    /* up rows only where the gate survives (else d->up holds the dense up(x)) */
+    bool local;     /* sparse rows on the token's thread (a batch over the pool), else over the pool */
+} ffn_job;
+
 /*
- * g[i] *= up(x)[i] for the rows where g survived the top-k (gelu(0) = 0, so
+ * Token t's gate row [F] -> gelu_tanh(sparsify(g)) * up(x_t). Sparse: g[i]
+ * *= up(x)[i] only for the rows where g survived the top-k (gelu(0) = 0, so
  * the others stay exactly 0, as 0 * up is in the dense product; down_proj
  * sums those zeros without effect). Rows come from the same GEMV kernel as
- * the dense path (matmul_sparse.h): same bits. Not exact only where the
- * dense product would give inf/NaN in a skipped row (0 * inf).
+ * the dense path (matmul_sparse.h): same bits, wherever they run. Not exact
+ * only where the dense product would give inf/NaN in a skipped row (0 * inf).
  */
-static void sparse_up(gm_decoder *d, const gm_layer_weights *lw, int F, const float *x, float *g, float *u) {
+static void ffn_token(const ffn_job *j, int t) {
+    gm_decoder *d = j->d;
+    const gm_kernels *k = d->mm.k;
+    const int F = j->F;
+    float *g = d->gate + (size_t)t * F, *u = d->up + (size_t)t * F;
+    if (j->pl->sparsity > 0) gm_gaussian_topk(g, F, j->pl->sparsity_std_multiplier);
+    k->gelu_tanh(g, F);
+    if (!j->sparse) {
+        k->mul(g, u, g, F);
+        return;
+    }
+    int32_t *rows = d->ffn_rows + (size_t)t * d->max_ffn;
     int n = 0;
     for (int i = 0; i < F; i++)
-        if (g[i] != 0.0f) d->ffn_rows[n++] = i;
-    d->ffn_rows_computed += gm_matmul_rows(&d->mm, &lw->up_proj, F, d->H, x, d->ffn_rows, n, u);
-    for (int i = 0; i < n; i++) g[d->ffn_rows[i]] *= u[d->ffn_rows[i]];
-    d->ffn_rows_dense += F;
+        if (g[i] != 0.0f) rows[n++] = i;
+    const float *x = j->x + (size_t)t * d->H;
+    if (j->local)
+        gm_matmul_rows_local(k, j->up, F, d->H, x, gm_matmul_xq_row(&d->mm, t), rows, n, u);
+    else
+        n = (int)gm_matmul_rows(&d->mm, j->up, F, d->H, x, rows, n, u);
+    d->ffn_counts[t] = n;
+    for (int i = 0; i < n; i++) g[rows[i]] *= u[rows[i]];
+}
+
+/* gm_pool_fn: a contiguous run of tokens (they cost about the same). */
+static void ffn_task(void *ctx, int task, int n_tasks, int thread) {
+    (void)thread;
+    const ffn_job *j = ctx;
+    for (int t = j->T * task / n_tasks; t < j->T * (task + 1) / n_tasks; t++) ffn_token(j, t);
 }
 
 /*
@@ -302,25 +338,26 @@ static void sparse_up(gm_decoder *d, const gm_layer_weights *lw, int F, const fl
  * difference past its 5e-4 tolerance under avx2 (that model amplifies any
  * rounding ~10x in its F=32 sparse layer: relu(g - cutoff) keeps 1-2 values
  * barely above the cutoff, a cancellation), so which rounding wins is luck.
+ * A batch's tokens go over the pool, each token's rows on its own thread
+ * (one pool run per layer instead of one per token); a single token's rows
+ * go over the pool instead.
  */
 static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *lw, const float *x, int T,
                 float *out) {
-    const gm_kernels *k = d->mm.k;
     int F = pl->ffn_dim;
     const gm_matrix *up = &lw->up_proj; /* packed rows have no cheap subset */
     bool sparse = pl->sparsity > 0 && d->sparse_ffn && up->layout == GM_LAYOUT_ROWS &&
                   (gm_matmul_row_at_a_time(up, T) || gm_dtype_block(up->type) > 1);
     matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
     if (!sparse) matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
-    for (int t = 0; t < T; t++) {
-        float *g = d->gate + (size_t)t * F, *u = d->up + (size_t)t * F;
-        if (pl->sparsity > 0) gm_gaussian_topk(g, F, pl->sparsity_std_multiplier);
-        k->gelu_tanh(g, F);
-        if (sparse)
-            sparse_up(d, lw, F, x + (size_t)t * d->H, g, u);
-        else
-            k->mul(g, u, g, F);
-    }
+    const int threads = gm_pool_n_threads(d->mm.pool);
+    ffn_job job = {d, pl, up, x, T, F, sparse, T > 1 && threads > 1 && T <= GM_MATMUL_QROWS};
+    if (job.local)
+        gm_pool_run(d->mm.pool, ffn_task, &job, GM_MIN(T, 2 * threads));
+    else
+        ffn_task(&job, 0, 1, 0);
+    if (sparse)
+        for (int t = 0; t < T; t++) d->ffn_rows_computed += d->ffn_counts[t], d->ffn_rows_dense += F;
     matmul(d, &lw->down_proj, d->H, F, d->gate, T, out);
 }
 
