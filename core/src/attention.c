@@ -1,6 +1,6 @@
 /*
  * attention.c - Gemma3nTextAttention.forward over the KV cache, batched over
- * T tokens: q/k/v projections, q_norm / k_norm / v_norm, RoPE, the K/V
+ * T tokens: q/k/v projections (one shared pass), q_norm / k_norm / v_norm, RoPE, the K/V
  * append, softmax(Q K^T) V per head (scaling 1.0, no softcap), o_proj and
  * post_attention_layernorm.
  *
@@ -50,13 +50,11 @@ static void rope(const gm_decoder *d, int p, int t, float *x) {
     gm_rope(x, d->hd, d->rope_cos + o, d->rope_sin + o);
 }
 
-/* k_proj / v_proj of the batch, normed (k with RoPE) into the cache slots pos % cap. */
-static void project_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+/* The batch's k_proj / v_proj outputs (d->k, d->v), normed (k with RoPE) into the cache slots pos % cap. */
+static void store_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
     const gm_text_config *c = &d->model->cfg;
     const gm_kernels *k = d->mm.k;
     gm_kv_layer *kv = &d->kv[p];
-    gm_matmul(&d->mm, &lw->k_proj, d->kv_dim, d->H, d->an, T, d->k);
-    gm_matmul(&d->mm, &lw->v_proj, d->kv_dim, d->H, d->an, T, d->v);
     for (int t = 0; t < T; t++) {
         int64_t pos = pos0 + t;
         float *kdst = kv->k + (size_t)(pos % kv->cap) * d->kv_dim;
@@ -172,8 +170,15 @@ static int block_rows(const gm_decoder *d, int T, int threads) {
 void gm_attention(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
     const gm_text_config *c = &d->model->cfg;
     const gm_plan_layer *pl = &d->plan.layers[p];
-    gm_matmul(&d->mm, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
-    if (pl->kv_source == p) project_kv(d, p, lw, T, pos0); /* KV-shared layers never compute K/V */
+    if (pl->kv_source == p) { /* KV-shared layers never compute K/V */
+        const gm_matrix *W[] = {&lw->q_proj, &lw->k_proj, &lw->v_proj};
+        const int64_t out[] = {d->q_dim, d->kv_dim, d->kv_dim};
+        float *Y[] = {d->q, d->k, d->v};
+        gm_matmul_shared(&d->mm, 3, W, out, d->H, d->an, T, Y);
+        store_kv(d, p, lw, T, pos0);
+    } else {
+        gm_matmul(&d->mm, &lw->q_proj, d->q_dim, d->H, d->an, T, d->q);
+    }
     const int threads = gm_pool_n_threads(d->mm.pool);   /* thread ids index the scores scratch */
     const bool pool = threads > 1 && threads <= d->n_scores;
     attn_job job = {d, lw, &d->kv[pl->kv_source], p, T, pos0, pl->sliding ? c->sliding_window : INT64_MAX,

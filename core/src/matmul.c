@@ -79,13 +79,17 @@ static void gemv(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_
 
 /* ---- packed Q4_0x16: groups of 16 rows over the pool ---- */
 
+/* Up to GM_MATMUL_MAX_SHARED packed matrices with one input, their groups split into tasks in one pool run. */
 typedef struct packed_job {
     const gm_kernels *k;
-    const gm_matrix *W;
-    const void *X;           /* T rows of nb Q8_0 blocks */
-    const gm_q8_aux *xa;     /* [T][nb] */
-    int64_t nb, T, out;
-    float *Y;                /* [T][out] */
+    int n;                                        /* matrices */
+    const gm_matrix *W[GM_MATMUL_MAX_SHARED];
+    int64_t out[GM_MATMUL_MAX_SHARED];
+    float *Y[GM_MATMUL_MAX_SHARED];               /* [T][out[m]], this pass's first row */
+    int first_task[GM_MATMUL_MAX_SHARED + 1];     /* matrix m has tasks first_task[m] .. first_task[m + 1] - 1 */
+    const void *X;                                /* T rows of nb Q8_0 blocks */
+    const gm_q8_aux *xa;                          /* [T][nb] */
+    int64_t nb, T;
     int64_t groups_per_task;
 } packed_job;
 
@@ -93,10 +97,13 @@ static void packed_task(void *ctx, int task, int n_tasks, int thread) {
     const packed_job *j = ctx;
     (void)n_tasks;
     (void)thread;
-    const int64_t r0 = (int64_t)task * j->groups_per_task * GM_PACK_ROWS;
-    const int64_t r1 = GM_MIN(r0 + j->groups_per_task * GM_PACK_ROWS, j->out);
+    int m = 0;
+    while (task >= j->first_task[m + 1]) m++;
+    const int64_t r0 = (int64_t)(task - j->first_task[m]) * j->groups_per_task * GM_PACK_ROWS;
+    const int64_t r1 = GM_MIN(r0 + j->groups_per_task * GM_PACK_ROWS, j->out[m]);
     if (r0 < r1)
-        j->k->matmul_q4_0x16(j->W->data, j->W->cols / GM_QK4_0, j->X, j->xa, j->nb, j->T, j->Y, j->out, r0, r1);
+        j->k->matmul_q4_0x16(j->W[m]->data, j->W[m]->cols / GM_QK4_0, j->X, j->xa, j->nb, j->T, j->Y[m], j->out[m],
+                             r0, r1);
 }
 
 typedef struct quantize_job {
@@ -119,22 +126,32 @@ static void quantize_task(void *ctx, int task, int n_tasks, int thread) {
 }
 
 /*
- * Y[T, out] for a packed matrix and T > 1 (one row goes through gemv),
- * GM_MATMUL_QROWS activation rows at a time: the rows are quantized over
- * the pool, then 2 product tasks per thread (long tasks: a group's tiles
- * are decoded once for all those rows).
+ * Y_m[T, out_m] = X W_m^T for n packed matrices sharing X and T > 1 (one
+ * row goes through gemv), GM_MATMUL_QROWS activation rows at a time: the
+ * rows are quantized over the pool once for all the matrices, then about
+ * 2 product tasks per thread over all their groups (long tasks: a group's
+ * tiles are decoded once for all those rows).
  */
-static void packed_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
-                          int64_t T, float *Y) {
-    const int64_t nb = in / GM_QK4_0, groups = (out + GM_PACK_ROWS - 1) / GM_PACK_ROWS;
-    const int threads = (int64_t)out * in * T < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
+static void packed_matmul(const gm_matmul_ctx *c, int n, const gm_matrix *const *W, const int64_t *out, int64_t in,
+                          const float *X, int64_t T, float *const *Y) {
+    const int64_t nb = in / GM_QK4_0;
+    int64_t groups = 0, work = 0;
+    for (int m = 0; m < n; m++) groups += (out[m] + GM_PACK_ROWS - 1) / GM_PACK_ROWS, work += out[m] * in * T;
+    const int threads = work < GM_GEMV_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
+    packed_job job = {.k = c->k, .n = n, .X = c->xq, .xa = c->xa, .nb = nb};
+    const int64_t want = (int64_t)threads * 2;
+    job.groups_per_task = (groups + want - 1) / want;
+    for (int m = 0; m < n; m++) {
+        job.W[m] = W[m], job.out[m] = out[m];
+        const int64_t gm = (out[m] + GM_PACK_ROWS - 1) / GM_PACK_ROWS;
+        job.first_task[m + 1] = job.first_task[m] + (int)((gm + job.groups_per_task - 1) / job.groups_per_task);
+    }
+    const int n_tasks = job.first_task[n];
     for (int64_t t0 = 0; t0 < T; t0 += GM_MATMUL_QROWS) {
         const int64_t nt = GM_MIN(GM_MATMUL_QROWS, T - t0);
         quantize_job q = {c->k, X + t0 * in, in, nt, c->xq, c->xa};
-        packed_job job = {c->k, W, c->xq, c->xa, nb, nt, out, Y + t0 * out, 0};
-        const int64_t want = (int64_t)threads * 2;
-        job.groups_per_task = (groups + want - 1) / want;
-        const int n_tasks = (int)((groups + job.groups_per_task - 1) / job.groups_per_task);
+        job.T = nt;
+        for (int m = 0; m < n; m++) job.Y[m] = Y[m] + t0 * out[m];
         if (threads == 1) {
             quantize_task(&q, 0, 1, 0);
             for (int t = 0; t < n_tasks; t++) packed_task(&job, t, n_tasks, 0);
@@ -196,7 +213,7 @@ bool gm_matmul_row_at_a_time(const gm_matrix *W, int64_t T) {
 void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X, int64_t T,
                float *Y) {
     if (W->layout == GM_LAYOUT_Q4_0X16 && T > 1) {
-        packed_matmul(c, W, out, in, X, T, Y);
+        packed_matmul(c, 1, &W, &out, in, X, T, &Y);
         return;
     }
 #ifdef GM_USE_BLAS
@@ -206,4 +223,15 @@ void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t 
     }
 #endif
     for (int64_t t = 0; t < T; t++) gemv(c, W, out, in, X + t * in, Y + t * out);
+}
+
+void gm_matmul_shared(const gm_matmul_ctx *c, int n, const gm_matrix *const *W, const int64_t *out, int64_t in,
+                      const float *X, int64_t T, float *const *Y) {
+    bool packed = T > 1 && n <= GM_MATMUL_MAX_SHARED;
+    for (int m = 0; m < n; m++) packed = packed && W[m]->layout == GM_LAYOUT_Q4_0X16;
+    if (packed) {
+        packed_matmul(c, n, W, out, in, X, T, Y);
+        return;
+    }
+    for (int m = 0; m < n; m++) gm_matmul(c, W[m], out[m], in, X, T, Y[m]);
 }

@@ -60,4 +60,17 @@ GM_INTERNAL void *gm_matmul_xq_row(const gm_matmul_ctx *c, int t);
 GM_INTERNAL void gm_matmul(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, int64_t in, const float *X,
                            int64_t T, float *Y);
 
+/* Most matrices gm_matmul_shared takes in one pass. */
+#define GM_MATMUL_MAX_SHARED 4
+
+/*
+ * Y[m] = gm_matmul(W[m], out[m], in, X, T) for m < n, matrices that read the
+ * same input (q/k/v, gate/up): packed ones in a batch share one activation
+ * quantization and one pool run over all their row groups. The same bits as
+ * n calls of gm_matmul; other layouts (or n > GM_MATMUL_MAX_SHARED) are
+ * exactly those calls.
+ */
+GM_INTERNAL void gm_matmul_shared(const gm_matmul_ctx *c, int n, const gm_matrix *const *W, const int64_t *out,
+                                  int64_t in, const float *X, int64_t T, float *const *Y);
+
 #endif

@@ -348,8 +348,14 @@ static void mlp(gm_decoder *d, const gm_plan_layer *pl, const gm_layer_weights *
     const gm_matrix *up = &lw->up_proj; /* packed rows have no cheap subset */
     bool sparse = pl->sparsity > 0 && d->sparse_ffn && up->layout == GM_LAYOUT_ROWS &&
                   (gm_matmul_row_at_a_time(up, T) || gm_dtype_block(up->type) > 1);
-    matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
-    if (!sparse) matmul(d, &lw->up_proj, F, d->H, x, T, d->up);
+    if (sparse) {
+        matmul(d, &lw->gate_proj, F, d->H, x, T, d->gate);
+    } else {
+        const gm_matrix *W[] = {&lw->gate_proj, &lw->up_proj};
+        const int64_t rows[] = {F, F};
+        float *Y[] = {d->gate, d->up};
+        gm_matmul_shared(&d->mm, 2, W, rows, d->H, x, T, Y);
+    }
     const int threads = gm_pool_n_threads(d->mm.pool);
     ffn_job job = {d, pl, up, x, T, F, sparse, T > 1 && threads > 1 && T <= GM_MATMUL_QROWS};
     if (job.local)
