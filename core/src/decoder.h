@@ -99,6 +99,9 @@ GM_INTERNAL void gm_decoder_free(gm_decoder *d);
  * already validated, pos0 + T <= n_ctx), appending their K/V to the cache.
  * Writes softcapped logits [T - first_logit_row, V] for batch rows
  * first_logit_row .. T-1 to `logits` (first_logit_row == T: none).
+ * Rows before first_logit_row stop before the KV-shared tail layers (no
+ * cache of theirs is written there, and their outputs would feed only
+ * their own logits), unless an observer is set.
  */
 GM_INTERNAL void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0,
                                     float *logits, int first_logit_row);

@@ -449,10 +449,39 @@ static void final_hidden(gm_decoder *d, int t0, int T) {
     }
 }
 
+/*
+ * The first plan layer from which on no layer writes a KV cache (the
+ * KV-shared tail: E2B's last 10 of 30 layers read layers 18/19's caches).
+ * What those layers compute for a token reaches nothing but that token's
+ * own logits: attention there reads caches the earlier layers filled, and
+ * AltUp, LAuReL, the per-layer inputs and the MLP are per token.
+ */
+static int kv_shared_tail(const gm_decoder *d) {
+    int p = d->plan.n_layers;
+    while (p > 0 && d->plan.layers[p - 1].kv_source != p - 1) p--;
+    return p;
+}
+
+/* Moves batch rows r0 .. T-1 (their AltUp streams, per-layer inputs, RoPE rows) to rows 0 .. T-r0-1. */
+static void keep_rows(gm_decoder *d, int r0, int T, int64_t pos0) {
+    const size_t n = (size_t)(T - r0), H = (size_t)d->H, pl = (size_t)d->plan.n_layers * d->P;
+    for (int k = 0; k < d->K; k++) memmove(STREAM(d, d->streams, k, 0), STREAM(d, d->streams, k, r0), n * H * sizeof(float));
+    memmove(d->pli, d->pli + (size_t)r0 * pl, n * pl * sizeof(float));
+    gm_rope_tables(d, (int)n, pos0 + r0);
+}
+
 void gm_decoder_forward(gm_decoder *d, const int32_t *ids, int T, int64_t pos0, float *logits, int first_logit_row) {
     embed(d, ids, T);
     gm_rope_tables(d, T, pos0);
+    /* Rows before first_logit_row skip the KV-shared tail (their caches are
+     * complete without it); an observer sees every row of every layer. */
+    const int tail = d->observer ? d->plan.n_layers : kv_shared_tail(d);
     for (int p = 0; p < d->plan.n_layers; p++) {
+        if (p == tail && first_logit_row > 0) {
+            if (first_logit_row >= T) return;
+            keep_rows(d, first_logit_row, T, pos0);
+            T -= first_logit_row, pos0 += first_logit_row, first_logit_row = 0;
+        }
         layer_forward(d, p, T, pos0);
         if (d->observer) d->observer(d->observer_user, p, d->streams, T, d->max_batch);
     }

@@ -149,6 +149,29 @@ static void check_token_by_token(gm_model *m, const int32_t *ids, size_t T) {
     gm_session_free(single);
 }
 
+/*
+ * A prompt whose logits are wanted only for its last token skips the
+ * KV-shared tail layers for the other rows (text_decoder.c): its last row,
+ * and the generation after it, must match the run that keeps every row
+ * (which cannot skip). Reference: the keep-all session's last row.
+ */
+static void check_shared_tail_skip(gm_model *m, const int32_t *ids, size_t T) {
+    CHECK(m->cfg.num_kv_shared_layers > 0, "the golden model has a KV-shared tail to skip");
+    gm_session *all = new_session(m, 1), *last = new_session(m, 0);
+    gm_error err;
+    CHECK_OK(gm_session_eval(all, ids, T, &err), &err);
+    CHECK_OK(gm_session_eval(last, ids, T, &err), &err);
+    size_t V = (size_t)m->cfg.vocab_size, rows = 0;
+    const float *a = gm_session_all_logits(all, &rows);
+    if (a && rows == T) {
+        double d = max_abs_diff(gm_session_logits(last), a + (T - 1) * V, V);
+        CHECK(d <= TOKEN_BY_TOKEN_TOL, "last row with the shared tail skipped: %.3g", d);
+        printf("  %-28s max|diff| %.2e\n", "shared tail skipped", d);
+    }
+    gm_session_free(all);
+    gm_session_free(last);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s RESULTS_DIR [MODEL_DIR [SUBMODEL.json]]\n", argv[0]);
@@ -184,6 +207,7 @@ int main(int argc, char **argv) {
     check_prefill(m, long_ids, b.count, "logits_prefill_long.npy");
     check_greedy(m, long_ids, b.count, "generated_ids_long.npy", "decode_step_logits_long.npy");
     check_token_by_token(m, long_ids, b.count);
+    check_shared_tail_skip(m, long_ids, b.count);
     npy_free(&a);
     npy_free(&b);
     npy_free(&gen);
