@@ -113,22 +113,42 @@ static gm_status reserve_all_logits(gm_session *s, size_t rows, gm_error *err) {
     return GM_OK;
 }
 
-/* Runs already validated tokens; logits of the last one end up in s->logits. */
+/*
+ * After a batch that computed no logits (an intermediate batch of a prompt,
+ * see gm_session_run), the last context token's logits by running that
+ * token again: dropping it is safe (its cache slot is rewritten with the
+ * same values, and a sliding ring of window + max_batch positions has lost
+ * nothing the re-run needs), and it costs one decode step, only on cancel.
+ */
+static void restore_last_logits(gm_session *s) {
+    if (s->has_logits || s->n_past == 0) return;
+    const int64_t pos = (int64_t)s->n_past - 1;
+    gm_decoder_forward(&s->dec, s->tokens + pos, 1, pos, s->logits, 0);
+    s->has_logits = true;
+}
+
+/*
+ * Runs already validated tokens; logits of the last one end up in s->logits.
+ * Only the last batch of a prompt computes logits (the others then also
+ * skip the KV-shared tail layers: decoder.h); a cancel between batches
+ * still leaves the last evaluated token's logits (restore_last_logits).
+ */
 gm_status gm_session_run(gm_session *s, const int32_t *ids, size_t n, bool keep_all, gm_error *err) {
     size_t V = (size_t)s->model->cfg.vocab_size, B = (size_t)s->dec.max_batch;
     for (size_t done = 0; done < n;) {
-        if (gm_session_cancelled(s))
+        if (gm_session_cancelled(s)) {
+            restore_last_logits(s);
             return gm_fail(err, GM_ERR_CANCELLED, "cancelled after %zu of %zu tokens", done, n);
+        }
         int T = (int)GM_MIN(B, n - done);
-        /* Every batch yields at least its last row's logits, so a cancel between
-         * batches leaves a consistent session (one LM-head row per batch). */
+        const bool last = done + (size_t)T == n;
         if (keep_all) { /* straight into the kept rows (reserved for all n by the caller) */
             gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->all_logits + done * V, 0);
             memcpy(s->logits, s->all_logits + (done + (size_t)T - 1) * V, V * sizeof(float));
         } else {
-            gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->logits, T - 1);
+            gm_decoder_forward(&s->dec, ids + done, T, (int64_t)s->n_past, s->logits, last ? T - 1 : T);
         }
-        s->has_logits = true;
+        s->has_logits = keep_all || last;
         memmove(s->tokens + s->n_past, ids + done, (size_t)T * sizeof *ids); /* may alias (truncate) */
         s->n_past += (size_t)T;
         done += (size_t)T;

@@ -4,7 +4,10 @@
  * cancellation, a full context. Expectations come from independent runs
  * (a fresh session, the golden logits, a generation without stop strings).
  */
+#include <math.h>
+
 #include "gemma3n.h"
+#include "session.h" /* test_cancel_between_batches: a cancel flag inside the session */
 #include "test_util.h"
 
 static gm_model *open_model(const char *rel) {
@@ -185,12 +188,46 @@ static void test_cancel_and_full_context(gm_model *m) {
     gm_session_free(s);
 }
 
+/*
+ * Only a prompt's last batch computes logits; a cancel between batches must
+ * still leave the last evaluated token's logits (session.c). The cancel is
+ * made deterministic by pointing the flag at context slot 64, which turns
+ * non-zero when the second batch (64 tokens each) has been stored: the
+ * eval then stops at the top of the third. Expectation: a fresh session
+ * that evaluates exactly those 128 tokens.
+ */
+static void test_cancel_between_batches(gm_model *m) {
+    enum { N = 200, DONE = 128 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = 2 + i % 50; /* non-zero: slot 64 flips when written */
+    gm_session *s = session(m, 256, 0, 1), *fresh = session(m, 256, 0, 1);
+    gm_error err;
+    CHECK(s->dec.max_batch == 64, "batches of 64 (got %d)", s->dec.max_batch);
+    gm_session_set_cancel_flag(s, (const volatile int *)&s->tokens[64]);
+    CHECK_FAILS(gm_session_eval(s, ids, N, &err), GM_ERR_CANCELLED, "cancelled", &err);
+    gm_session_set_cancel_flag(s, NULL);
+    CHECK(gm_session_n_past(s) == DONE, "stopped after two batches (n_past %zu)", gm_session_n_past(s));
+    CHECK_OK(gm_session_eval(fresh, ids, DONE, &err), &err);
+    const float *got = gm_session_logits(s), *want = gm_session_logits(fresh);
+    CHECK(got && want, "logits after a cancel between batches");
+    if (got && want) {
+        float worst = 0;
+        for (int i = 0; i < m->cfg.vocab_size; i++) worst = fmaxf(worst, fabsf(got[i] - want[i]));
+        CHECK(worst <= 5e-4f, "logits after the cancel vs a fresh run: max |diff| %g", worst);
+    }
+    int32_t next;
+    CHECK_OK(gm_session_sample(s, &next, &err), &err);
+    gm_session_free(s);
+    gm_session_free(fresh);
+}
+
 int main(void) {
     gm_model *m = open_model("golden/text_tiny_a");
     if (m) {
         test_truncate_and_reset(m);
         test_seeded_sampling(m);
         test_cancel_and_full_context(m);
+        test_cancel_between_batches(m);
         gm_model_free(m);
     }
     test_stop_strings();
