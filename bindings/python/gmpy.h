@@ -56,7 +56,7 @@
 /*
  * Tokens per gm_session_eval call when a long prompt is evaluated in
  * chunks (signals are checked between chunks). A multiple of the core's
- * batch (GM_MAX_BATCH = 128 in core/src/session.h), so chunking does not
+ * batch (GM_MAX_BATCH = 64 in core/src/session.h), so chunking does not
  * move the batch boundaries and the logits equal those of one big call.
  */
 #define GMPY_EVAL_CHUNK 128
