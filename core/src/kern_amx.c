@@ -5,27 +5,34 @@
  * Why: in prefill the avx512_vnni GEMM spends per activation row and block
  * 8 vpdpbusd for 512 multiply-adds; one tdpbssd does 16 activation rows x
  * 16 weight rows x 32 of them (8192) while the vector ports do the f32
- * part. That f32 part is what bounds this kernel: the reference combines
- * the exact int32 block sums as acc += (f32)sumi * (d_w * d_x), block by
- * block (pack.h), and we keep those bits, so every (row, token, block) still
- * costs a convert, two multiplies and an add on the vector ports.
+ * part. The reference combines the exact int32 block sums as
+ * acc += (f32)sumi * (d_w * d_x), block by block (pack.h), and we keep
+ * those bits, so every (row, token, block) still costs a convert, two
+ * multiplies and an add on the vector ports, and every block its own sums
+ * tile, zeroed, stored and re-read: measured on this project's machine,
+ * the tile operations (not the vector ports) bound the kernel, at about 2x
+ * the VNNI kernel's multiply-adds per second.
  *
  * Tiles per block b of a group of 16 weight rows and a chunk of 16
  * activation rows (K = 32, the block):
- *   A  16 rows x 32 bytes   the chunk's Q8_0 quants of block b, read in
- *                           place (stride = one activation row's blocks)
+ *   A  16 rows x 32 bytes   the chunk's Q8_0 quants of block b, from a
+ *                           window of 16 blocks re-laid out once per call
+ *                           for every group (x_window: one A tile is 512
+ *                           contiguous bytes, not 16 rows nb * 34 apart)
  *   B   8 rows x 64 bytes   the block's weights in the VNNI layout tdpbssd
  *                           wants: row k, column j = 4 consecutive
  *                           elements of weight row j. A Q4_0x16 tile is
  *                           already that layout for the low nibbles
  *                           (qs[q][j][0..3] = elements 4q..4q+3, q < 4) and
  *                           the high ones (16 + 4q ..); they are widened to
- *                           signed bytes (nibble - 8) into a 512-byte buffer.
+ *                           signed bytes (nibble - 8), once per window for
+ *                           all the chunks (up to 64 activation rows).
  *   C  16 x 16 int32        sumi(token, row), stored and scaled on AVX-512.
  * Signed weights (tdpbssd) fold the -8 offset into the product, so the
  * activation quant sums (gm_q8_aux.bias) are not needed here.
  * Two sets of tiles alternate between blocks so the next block's tile
- * loads and product overlap the current block's f32 work.
+ * loads and product overlap the current block's f32 work. Partial sums
+ * wait in Y between windows (an exact f32 round trip).
  *
  * Tile state is per thread: each call loads the configuration and
  * releases the tiles before it returns. The OS must have granted this
