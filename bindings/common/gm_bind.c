@@ -19,6 +19,8 @@ static const gm_bind_option options[] = {
         "MatFormer submodel: E2B, E4B, a table row name, full, or a .json spec"),
     OPT("n_ctx", GM_OPT_INT, GM_OPT_SESSION, gm_session_params, n_ctx, 0, 1 << 30,
         "context length in tokens (0 = model maximum, capped at 4096)"),
+    OPT("kv_type", GM_OPT_STRING, GM_OPT_SESSION, gm_session_params, kv_type, 0, 0,
+        "K/V cache element type: f32 (default) or f16 (half the KV memory; logits move by ~1e-2)"),
     OPT("logits_all", GM_OPT_BOOL, GM_OPT_SESSION, gm_session_params, keep_all_logits, 0, 1,
         "keep the logits of every evaluated position (scores)"),
     OPT("temperature", GM_OPT_FLOAT, GM_OPT_SAMPLER, gm_sampler_params, temperature, 0, 1e9,
@@ -81,6 +83,13 @@ bool gm_bind_set_string(gm_bind_params *p, const gm_bind_option *o, const char *
             p->session.submodel = &p->submodel_storage;
             return true;
         }
+    } else if (strcmp(o->name, "kv_type") == 0) {
+        int32_t t = gm_kv_type_from_name(value);
+        if (t >= 0) {
+            p->session.kv_type = t;
+            return true;
+        }
+        snprintf(err.message, sizeof err.message, "'%s' is not a K/V cache type (f32 or f16)", value);
     } else {
         snprintf(err.message, sizeof err.message, "no parser");
     }

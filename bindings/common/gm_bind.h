@@ -74,8 +74,8 @@ void gm_bind_set_seed(gm_bind_params *p, uint64_t seed);
 
 /*
  * Sets a GM_OPT_STRING option: "weights" (stored, f32, f16, bf16, q8_0,
- * q4_0) or "submodel" (a MatFormer table name/alias, "full", or a .json
- * path). False with a message naming the option and the problem.
+ * q4_0), "submodel" (a MatFormer table name/alias, "full", or a .json
+ * path) or "kv_type" (f32, f16). False with a message naming the option and the problem.
  */
 bool gm_bind_set_string(gm_bind_params *p, const gm_bind_option *o, const char *value, char *msg, size_t cap);
 

@@ -266,8 +266,10 @@ static PyObject *Model_repr(GmModelObject *self) {
 PyDoc_STRVAR(session_doc,
 "session(**options) -> Session\n\n"
 "A new conversation state (KV cache, sampler, history) on this model.\n"
-"Options: n_ctx, logits_all and every sampler/generation option (see\n"
-"gemma3n.options()); unset ones come from the Model() options.");
+"Options: n_ctx, kv_type (\"f32\" default, or \"f16\": half the KV memory),\n"
+"logits_all and every sampler/generation option (see gemma3n.options());\n"
+"unset ones come from the Model() options. A bad value raises\n"
+"ArgumentError (a ValueError).");
 
 static PyObject *Model_session(GmModelObject *self, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) != 0) {

@@ -123,6 +123,12 @@ void cli_ids_free(cli_ids *a);
  */
 int cli_parse_ids(const char *cmd, const char *text, cli_ids *out);
 
+/* --kv-type NAME ("f32" / "f16"; NULL = the default f32) to a gm_kv_type in *out.
+ * Returns CLI_CONTINUE or CLI_EXIT_USAGE (reported). */
+int cli_parse_kv_type(const char *cmd, const char *name, int32_t *out);
+#define CLI_KV_TYPE_HELP \
+    "      --kv-type T      K/V cache element type: f32 (default) or f16 (half the KV memory)\n"
+
 /* ---- model, tokenizer and chat helpers ---- */
 
 /* Reports a missing -m; returns CLI_EXIT_USAGE. */

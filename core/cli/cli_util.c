@@ -182,6 +182,12 @@ static const char *skip_spaces(const char *s) {
     return s;
 }
 
+int cli_parse_kv_type(const char *cmd, const char *name, int32_t *out) {
+    *out = name ? gm_kv_type_from_name(name) : GM_KV_F32;
+    if (*out < 0) return cli_usage_error(cmd, "--kv-type: '%s' is not a K/V cache type (f32 or f16)", name);
+    return CLI_CONTINUE;
+}
+
 int cli_parse_ids(const char *cmd, const char *text, cli_ids *out) {
     out->n = 0;
     const char *s = skip_spaces(text);

@@ -12,7 +12,7 @@
 
 static const char bench_usage[] =
     "usage: gemma3n bench -m PATH [-p 512] [-n 128] [-r 3] [-c CTX] [-t THREADS] [--warmup W]\n"
-    "                     [--weights FMT] [--json]\n"
+    "                     [--weights FMT] [--kv-type f32|f16] [--json]\n"
     "\n"
     "Measures, like llama-bench: model load, prompt processing of -p tokens\n"
     "(one eval call), generation of -n tokens (greedy, one token per call),\n"
@@ -29,6 +29,7 @@ static const char bench_usage[] =
     "  -c N          context size of each session (default p + n + 1; e.g. 4096\n"
     "                to measure the peak RSS of a 4096-token session)\n"
     "  -t N          threads (default: all cores)\n"
+    "  --kv-type T   K/V cache element type of each session: f32 (default) or f16\n"
     "  --warmup W    first, right after load, one session with a W-token prompt\n"
     "                and its first token, not counted in the medians; its time\n"
     "                is first_token_s (cold: the first compute after load)\n"
@@ -69,12 +70,14 @@ typedef struct bench_run { double pp_s, tg_s, ttft_s; } bench_run;
  * single-token evals, as llama_cross --bench does n llama_decode calls).
  * The first token exists once it is sampled from the prompt's logits: ttft.
  */
-static gm_status run_once(gm_model *m, int32_t p, int32_t n, int32_t n_ctx, bench_run *out, gm_error *err) {
+static gm_status run_once(gm_model *m, int32_t p, int32_t n, int32_t n_ctx, int32_t kv_type, bench_run *out,
+                          gm_error *err) {
     gm_model_info info;
     gm_model_get_info(m, &info);
     const int32_t vocab = info.vocab_size;
     gm_session_params sp = gm_session_default_params();
     sp.n_ctx = n_ctx;
+    sp.kv_type = kv_type;
     sp.sampler.temperature = 0;
     gm_session *s;
     gm_status st = gm_session_new(m, &sp, &s, err);
@@ -105,8 +108,8 @@ static gm_status run_once(gm_model *m, int32_t p, int32_t n, int32_t n_ctx, benc
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *cmd = argv[0], *model = NULL, *weights = NULL;
-    int32_t p = 512, n = 128, reps = 3, threads = 0, n_ctx = 0, warmup = 0;
+    const char *cmd = argv[0], *model = NULL, *weights = NULL, *kv_name = NULL;
+    int32_t p = 512, n = 128, reps = 3, threads = 0, n_ctx = 0, warmup = 0, kv_type = GM_KV_F32;
     int json = 0;
     const cli_opt opts[] = {
         {"--model", "-m", CLI_STR, &model, 0, 0},
@@ -117,12 +120,14 @@ int cmd_bench(int argc, char **argv) {
         {"--threads", "-t", CLI_INT, &threads, 0, 1024},
         {"--ctx-size", "-c", CLI_INT, &n_ctx, 0, 1 << 20},
         {"--warmup", NULL, CLI_INT, &warmup, 0, 1 << 20},
+        {"--kv-type", NULL, CLI_STR, &kv_name, 0, 0},
         {"--json", NULL, CLI_FLAG, &json, 0, 0},
         {NULL, NULL, CLI_FLAG, NULL, 0, 0},
     };
     int n_pos;
     int rc = cli_parse(argc, argv, opts, bench_usage, NULL, 0, &n_pos);
     if (rc != CLI_CONTINUE) return rc;
+    if ((rc = cli_parse_kv_type(cmd, kv_name, &kv_type)) != CLI_CONTINUE) return rc;
     if (n_ctx == 0) n_ctx = p + n + 1;
     if ((int64_t)p + n > n_ctx) return cli_usage_error(cmd, "-c %d is smaller than -p %d + -n %d", n_ctx, p, n);
     if (warmup > n_ctx) return cli_usage_error(cmd, "-c %d is smaller than --warmup %d", n_ctx, warmup);
@@ -133,13 +138,13 @@ int cmd_bench(int argc, char **argv) {
     double pp[100], tg[100], ttft[100];
     gm_error err;
     bench_run warm = {0, 0, 0};
-    if (warmup > 0 && run_once(m, warmup, 0, n_ctx, &warm, &err) != GM_OK) {
+    if (warmup > 0 && run_once(m, warmup, 0, n_ctx, kv_type, &warm, &err) != GM_OK) {
         gm_model_free(m);
         return cli_fail_err(cmd, &err);
     }
     for (int r = 0; r < reps; r++) {
         bench_run br = {0, 0, 0};
-        if (run_once(m, p, n, n_ctx, &br, &err) != GM_OK) {
+        if (run_once(m, p, n, n_ctx, kv_type, &br, &err) != GM_OK) {
             gm_model_free(m);
             return cli_fail_err(cmd, &err);
         }
@@ -152,8 +157,8 @@ int cmd_bench(int argc, char **argv) {
     if (json)
         printf("{\"pp_tok_s\": %.3f, \"tg_tok_s\": %.3f, \"load_s\": %.3f, \"ttft_s\": %.3f, \"peak_rss_mb\": %.1f, "
                "\"p\": %d, \"n\": %d, \"r\": %d, \"n_ctx\": %d, \"warmup\": %d, \"first_token_s\": %.3f, "
-               "\"engine\": \"gemma3n\"}\n",
-               pp_m, tg_m, load_s, ttft_m, rss, p, n, reps, n_ctx, warmup, warm.ttft_s);
+               "\"kv_type\": \"%s\", \"engine\": \"gemma3n\"}\n",
+               pp_m, tg_m, load_s, ttft_m, rss, p, n, reps, n_ctx, warmup, warm.ttft_s, gm_kv_type_name(kv_type));
     else if (warmup > 0)
         printf("model %s: load %.2f s, first token (%d-token prompt) %.3f s after it; then pp%d %.2f tok/s, tg%d %.2f "
                "tok/s, ttft %.3f s, peak RSS %.0f MB (median of %d)\n",

@@ -30,6 +30,7 @@ static const char usage[] =
     "      --system TEXT    system prompt (merged into the first user turn)\n"
     "  -n, --n-predict N    max tokens per answer (default 0 = until <end_of_turn>)\n"
     "      --n-ctx N        context size in tokens (default: model maximum, at most 4096)\n"
+    CLI_KV_TYPE_HELP
     "  -t, --threads N      threads for prompt processing (default: all cores)\n"
     "\n" CLI_SAMPLING_HELP
     "\n"
@@ -39,8 +40,8 @@ static const char usage[] =
 #define CHAT_EXIT_INTERRUPTED 130 /* 128 + SIGINT, as a shell reports it */
 
 typedef struct chat_opts {
-    const char *model, *weights, *submodel, *system;
-    int32_t n_predict, n_ctx, threads;
+    const char *model, *weights, *submodel, *system, *kv_type_name;
+    int32_t n_predict, n_ctx, threads, kv_type;
     gm_sampler_params sp;
 } chat_opts;
 
@@ -175,6 +176,7 @@ static int run(const char *cmd, gm_model *m, const chat_opts *o) {
         return cli_fail(cmd, "model has no tokenizer (no tokenizer.json with %s): chat needs one", o->model);
     gm_session_params sp = gm_session_default_params();
     sp.n_ctx = o->n_ctx;
+    sp.kv_type = o->kv_type;
     sp.sampler = o->sp;
     chat c = {.cmd = cmd, .o = o, .tty = isatty(STDIN_FILENO) != 0};
     gm_error err;
@@ -198,12 +200,14 @@ int cmd_chat(int argc, char **argv) {
         {"--system", NULL, CLI_STR, &o.system, 0, 0},
         {"--n-predict", "-n", CLI_INT, &o.n_predict, -1, INT32_MAX},
         {"--n-ctx", NULL, CLI_INT, &o.n_ctx, 0, INT32_MAX},
+        {"--kv-type", NULL, CLI_STR, &o.kv_type_name, 0, 0},
         {"--threads", "-t", CLI_INT, &o.threads, 0, 4096},
         CLI_SAMPLING_OPTS(&o.sp),
         {NULL, NULL, CLI_FLAG, NULL, 0, 0},
     };
     int n_pos;
     int rc = cli_parse(argc, argv, opts, usage, NULL, 0, &n_pos);
+    if (rc == CLI_CONTINUE) rc = cli_parse_kv_type(argv[0], o.kv_type_name, &o.kv_type);
     gm_model *m = NULL;
     if (rc == CLI_CONTINUE) rc = cli_open_model(argv[0], o.model, o.threads, o.weights, o.submodel, &m);
     if (rc == CLI_CONTINUE) rc = run(argv[0], m, &o);

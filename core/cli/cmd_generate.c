@@ -25,6 +25,7 @@ static const char usage[] =
     "      --stop STR       stop when STR appears (repeatable, up to 8; STR is not printed)\n"
     "      --ignore-eos     keep going past <eos> / <end_of_turn>\n"
     "      --n-ctx N        context size in tokens (default: model maximum, at most 4096)\n"
+    CLI_KV_TYPE_HELP
     "  -t, --threads N      threads for prompt processing (default: all cores)\n"
     "      --json           print nothing while generating, then one JSON object:\n"
     "                       {\"ids\": [...], \"text\": \"...\", \"finish_reason\": \"stop\"|\"length\"}\n"
@@ -35,8 +36,8 @@ static const char usage[] =
     "A model without tokenizer.json prints the generated ids, separated by spaces.\n";
 
 typedef struct gen_opts {
-    const char *model, *weights, *submodel, *prompt, *tokens, *system;
-    int32_t n_predict, n_ctx, threads;
+    const char *model, *weights, *submodel, *prompt, *tokens, *system, *kv_type_name;
+    int32_t n_predict, n_ctx, threads, kv_type;
     int chat, json, ignore_eos, verbose;
     cli_strs stop;
     gm_sampler_params sp;
@@ -90,7 +91,7 @@ static double now_seconds(void) {
 }
 
 /* Usage checks that need no model; parses --tokens into ids. */
-static int check_opts(const char *cmd, const gen_opts *o, cli_ids *ids) {
+static int check_opts(const char *cmd, gen_opts *o, cli_ids *ids) {
     if (!o->model) return cli_no_model(cmd);
     if (!o->prompt == !o->tokens)
         return cli_usage_error(cmd, o->prompt ? "-p and --tokens exclude each other"
@@ -98,6 +99,8 @@ static int check_opts(const char *cmd, const gen_opts *o, cli_ids *ids) {
     if (o->chat && !o->prompt) return cli_usage_error(cmd, "--chat needs -p TEXT");
     if (o->system && !o->chat) return cli_usage_error(cmd, "--system needs --chat");
     if (o->prompt && !*o->prompt) return cli_fail(cmd, "empty prompt: -p needs some text");
+    int rc = cli_parse_kv_type(cmd, o->kv_type_name, &o->kv_type);
+    if (rc != CLI_CONTINUE) return rc;
     return o->tokens ? cli_parse_ids(cmd, o->tokens, ids) : CLI_CONTINUE;
 }
 
@@ -145,6 +148,7 @@ static void print_timings(size_t n_prompt, double t_prompt, size_t n_gen, double
 static int run(const char *cmd, gm_model *m, const gen_opts *o, const cli_ids *prompt) {
     gm_session_params sp = gm_session_default_params();
     sp.n_ctx = o->n_ctx;
+    sp.kv_type = o->kv_type;
     sp.sampler = o->sp;
     gm_session *s;
     gm_error err;
@@ -186,6 +190,7 @@ int cmd_generate(int argc, char **argv) {
         {"--stop", NULL, CLI_STRS, &o.stop, 0, 0},
         {"--ignore-eos", NULL, CLI_FLAG, &o.ignore_eos, 0, 0},
         {"--n-ctx", NULL, CLI_INT, &o.n_ctx, 0, INT32_MAX},
+        {"--kv-type", NULL, CLI_STR, &o.kv_type_name, 0, 0},
         {"--threads", "-t", CLI_INT, &o.threads, 0, 4096},
         {"--json", NULL, CLI_FLAG, &o.json, 0, 0},
         {"--verbose", "-v", CLI_FLAG, &o.verbose, 0, 0},

@@ -159,11 +159,12 @@ static const char logits_usage[] =
     "  -p, --prompt TEXT    text (tokenized with <bos> prepended)\n"
     "  -o, --output FILE    the .npy file to write\n"
     "      --n-ctx N        context size (default: the number of tokens)\n"
+    CLI_KV_TYPE_HELP
     "  -t, --threads N      threads (default: all cores)\n";
 
 typedef struct logits_opts {
-    const char *model, *weights, *submodel, *tokens, *prompt, *output;
-    int32_t n_ctx, threads;
+    const char *model, *weights, *submodel, *tokens, *prompt, *output, *kv_type_name;
+    int32_t n_ctx, threads, kv_type;
 } logits_opts;
 
 /* .npy v1.0: magic, version, header length, a Python dict literal padded to 64 bytes, data. */
@@ -201,6 +202,7 @@ static int save_logits(const char *cmd, const char *path, const float *x, size_t
 static int run_logits(const char *cmd, gm_model *m, const logits_opts *o, const cli_ids *ids) {
     gm_session_params sp = gm_session_default_params();
     sp.keep_all_logits = 1;
+    sp.kv_type = o->kv_type;
     sp.n_ctx = o->n_ctx ? o->n_ctx : (int32_t)GM_MIN(ids->n, (size_t)INT32_MAX);
     gm_session *s;
     gm_error err;
@@ -237,6 +239,7 @@ int cmd_logits(int argc, char **argv) {
         {"--prompt", "-p", CLI_STR, &o.prompt, 0, 0},
         {"--output", "-o", CLI_STR, &o.output, 0, 0},
         {"--n-ctx", NULL, CLI_INT, &o.n_ctx, 0, INT32_MAX},
+        {"--kv-type", NULL, CLI_STR, &o.kv_type_name, 0, 0},
         {"--threads", "-t", CLI_INT, &o.threads, 0, 4096},
         {NULL, NULL, CLI_FLAG, NULL, 0, 0},
     };
@@ -248,6 +251,7 @@ int cmd_logits(int argc, char **argv) {
     if (!o.tokens == !o.prompt)
         return cli_usage_error(cmd, o.tokens ? "--tokens and -p exclude each other" : "no input: pass --tokens IDS or -p TEXT");
     if (!o.output) return cli_usage_error(cmd, "no output file: pass -o OUT.npy");
+    if ((rc = cli_parse_kv_type(cmd, o.kv_type_name, &o.kv_type)) != CLI_CONTINUE) return rc;
     gm_model *m = NULL;
     cli_ids ids = {0};
     rc = cli_open_model(cmd, o.model, o.threads, o.weights, o.submodel, &m);

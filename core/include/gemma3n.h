@@ -284,11 +284,30 @@ typedef struct gm_sampler_params {
 
 struct gm_submodel_spec;
 
+/*
+ * Element type of the session's K/V cache. GM_KV_F32 (the default) keeps
+ * the RMSNormed (K also RoPE'd) rows exactly as computed. GM_KV_F16 stores
+ * them as IEEE binary16 (round to nearest even): half the cache memory and
+ * half the K/V bytes attention reads, at a relative rounding error of at
+ * most 2^-11 per stored element (the rows are RMSNormed, so |K|, |V| ~ 1
+ * and far inside binary16's range); logits then differ slightly from f32.
+ */
+typedef enum gm_kv_type {
+    GM_KV_F32 = 0,
+    GM_KV_F16 = 1,
+} gm_kv_type;
+
+/* "f32" / "f16" for a gm_kv_type; "?" for anything else. */
+GM_API const char *gm_kv_type_name(int32_t kv_type);
+/* The gm_kv_type named "f32" or "f16" (case-sensitive), or -1 for anything else (also NULL). */
+GM_API int32_t gm_kv_type_from_name(const char *name);
+
 typedef struct gm_session_params {
     int32_t n_ctx;             /* maximum positions (prompt + generated); 0 = model maximum, capped at 4096 */
     int32_t keep_all_logits;   /* keep the logits of every position of each gm_session_eval call */
     gm_sampler_params sampler;
     const struct gm_submodel_spec *submodel; /* MatFormer submodel (copied); NULL = the model's current one */
+    int32_t kv_type;           /* gm_kv_type of the K/V cache; 0 = GM_KV_F32 (default); others: GM_ERR_ARGUMENT */
 } gm_session_params;
 
 GM_API gm_sampler_params gm_sampler_default_params(void);

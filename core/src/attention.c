@@ -29,6 +29,13 @@
  * one-row shapes (8 keys, or 8 output vectors, in flight) run ~3x the
  * multiply-adds per second of the old dot_f32 + axpy loop (E2B shapes,
  * one thread), so there is no separate decode path.
+ *
+ * An f16 cache (GM_KV_F16) stores the same rows rounded to binary16; the
+ * products then read its keys and values converted back to f32 (exactly)
+ * GM_KV_CHUNK rows at a time. gemm_nn_acc splits add exactly (kernels.h);
+ * the ref and avx512_amx tables' gemm_nt entries do not depend on the
+ * split either, so there the logits are bit for bit those of an f32 cache
+ * holding the rounded values (checked on text_tiny_a and synthetic E2B).
  */
 #include "decoder.h"
 #include "ops.h"
@@ -50,8 +57,40 @@ static void rope(const gm_decoder *d, int p, int t, float *x) {
     gm_rope(x, d->hd, d->rope_cos + o, d->rope_sin + o);
 }
 
+/* n floats to binary16 bits, round to nearest even (the f16 cache's only rounding). */
+static void to_f16(const float *x, uint16_t *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = gm_f32_to_f16(x[i]);
+}
+
+/*
+ * store_kv for an f16 cache: the same norms and RoPE, in place in d->k /
+ * d->v (nothing reads them afterwards), then each row rounded into the
+ * cache, so the stored values are exactly the f32 cache's, rounded once.
+ */
+static void store_kv_f16(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    const gm_text_config *c = &d->model->cfg;
+    const gm_kernels *k = d->mm.k;
+    gm_kv_layer *kv = &d->kv[p];
+    for (int t = 0; t < T; t++) {
+        int64_t pos = pos0 + t;
+        float *kr = d->k + (size_t)t * d->kv_dim, *vr = d->v + (size_t)t * d->kv_dim;
+        for (int h = 0; h < d->nkv; h++) {
+            float *kh = kr + (size_t)h * d->hd, *vh = vr + (size_t)h * d->hd;
+            gm_rmsnorm(k, kh, lw->k_norm.data, d->hd, c->rms_norm_eps, kh);
+            rope(d, p, t, kh);
+            gm_rmsnorm(k, vh, NULL, d->hd, c->rms_norm_eps, vh); /* v_norm: no weight */
+        }
+        to_f16(kr, kv->kh + (size_t)(pos % kv->cap) * d->kv_dim, d->kv_dim);
+        to_f16(vr, kv->vh + (size_t)(pos % kv->cap) * d->kv_dim, d->kv_dim);
+    }
+}
+
 /* The batch's k_proj / v_proj outputs (d->k, d->v), normed (k with RoPE) into the cache slots pos % cap. */
 static void store_kv(gm_decoder *d, int p, const gm_layer_weights *lw, int T, int64_t pos0) {
+    if (d->kv_type == GM_KV_F16) {
+        store_kv_f16(d, p, lw, T, pos0);
+        return;
+    }
     const gm_text_config *c = &d->model->cfg;
     const gm_kernels *k = d->mm.k;
     gm_kv_layer *kv = &d->kv[p];
@@ -115,6 +154,66 @@ static void masked_softmax(const gm_kernels *kt, float *row, int64_t nk, int64_t
 }
 
 /*
+ * The block's key runs (ring_runs) of one KV head (offset koff in a row).
+ * The products read an f32 cache in place (row stride kv_dim), so those
+ * calls are exactly the ones before f16 caches existed. An f16 cache is
+ * read GM_KV_CHUNK keys at a time, converted exactly (gm_f16_to_f32_row)
+ * into the thread's chunk scratch `buf` [GM_KV_CHUNK, hd]: the scratch
+ * stays small and in cache, whatever the context length.
+ */
+typedef struct key_runs {
+    int n;
+    int64_t col[2], slot[2], len[2];
+    size_t koff;
+} key_runs;
+
+/* Keys (or values) slot .. slot + m - 1 of an f16 cache, this head only, to f32 rows [m, hd]. */
+static void f16_rows(const gm_decoder *d, const uint16_t *cache, size_t koff, int64_t slot, int64_t m, float *buf) {
+    for (int64_t i = 0; i < m; i++)
+        gm_f16_to_f32_row(cache + (size_t)(slot + i) * d->kv_dim + koff, buf + (size_t)i * d->hd, (size_t)d->hd);
+}
+
+/* S [n, nk] = Q_h [n, hd] . K^T over the runs. */
+static void block_scores(const attn_job *j, const key_runs *kr, const float *qs, int n, float *S, int64_t nk,
+                         float *buf) {
+    const gm_decoder *d = j->d;
+    const gm_kernels *kt = d->mm.k;
+    const int hd = d->hd;
+    for (int r = 0; r < kr->n; r++) {
+        if (d->kv_type != GM_KV_F16) {
+            kt->gemm_nt_f32(qs, hd, j->kv->k + (size_t)kr->slot[r] * d->kv_dim + kr->koff, d->kv_dim, S + kr->col[r],
+                            nk, n, kr->len[r], hd);
+            continue;
+        }
+        for (int64_t c = 0; c < kr->len[r]; c += GM_KV_CHUNK) {
+            const int64_t m = GM_MIN((int64_t)GM_KV_CHUNK, kr->len[r] - c);
+            f16_rows(d, j->kv->kh, kr->koff, kr->slot[r] + c, m, buf);
+            kt->gemm_nt_f32(qs, hd, buf, hd, S + kr->col[r] + c, nk, n, m, hd);
+        }
+    }
+}
+
+/* out [n, hd] (row stride q_dim, zeroed) += S . V over the runs, in key order (kernels.h: splits add exactly). */
+static void block_values(const attn_job *j, const key_runs *kr, const float *S, int n, int64_t nk, float *out,
+                         float *buf) {
+    const gm_decoder *d = j->d;
+    const gm_kernels *kt = d->mm.k;
+    const int hd = d->hd;
+    for (int r = 0; r < kr->n; r++) { /* the second run continues the first's sums */
+        if (d->kv_type != GM_KV_F16) {
+            kt->gemm_nn_acc_f32(S + kr->col[r], nk, j->kv->v + (size_t)kr->slot[r] * d->kv_dim + kr->koff, d->kv_dim,
+                                out, d->q_dim, n, kr->len[r], hd);
+            continue;
+        }
+        for (int64_t c = 0; c < kr->len[r]; c += GM_KV_CHUNK) {
+            const int64_t m = GM_MIN((int64_t)GM_KV_CHUNK, kr->len[r] - c);
+            f16_rows(d, j->kv->vh, kr->koff, kr->slot[r] + c, m, buf);
+            kt->gemm_nn_acc_f32(S + kr->col[r] + c, nk, buf, hd, out, d->q_dim, n, m, hd);
+        }
+    }
+}
+
+/*
  * Task `task`: head h, block b of query rows, latest (costliest) blocks
  * first so the schedule ends on short tasks. The task owns its q and output
  * slices and its thread's scores scratch, so tasks run in any order.
@@ -139,18 +238,15 @@ static void attn_task(void *ctx, int task, int n_tasks, int thread) {
         gm_rmsnorm(kt, q + (size_t)t * d->q_dim, j->lw->q_norm.data, hd, d->model->cfg.rms_norm_eps, qt);
         rope(d, j->p, t0 + t, qt);
     }
-    int64_t col[2], slot[2], len[2];
-    const int runs = ring_runs(j->kv, lo, nk, col, slot, len);
-    for (int r = 0; r < runs; r++)
-        kt->gemm_nt_f32(qs, hd, j->kv->k + (size_t)slot[r] * d->kv_dim + koff, d->kv_dim, S + col[r], nk, n, len[r],
-                        hd);
+    key_runs kr = {.koff = koff};
+    kr.n = ring_runs(j->kv, lo, nk, kr.col, kr.slot, kr.len);
+    float *buf = d->kv_rows ? d->kv_rows + (size_t)thread * GM_KV_CHUNK * hd : NULL; /* f16 caches only */
+    block_scores(j, &kr, qs, n, S, nk, buf);
     for (int t = 0; t < n; t++) {
         masked_softmax(kt, S + (size_t)t * nk, nk, key_lo(j, p0 + t) - lo, p0 + t - lo);
         memset(out + (size_t)t * d->q_dim, 0, sizeof(float) * (size_t)hd);
     }
-    for (int r = 0; r < runs; r++) /* the second run continues the first's sums (kernels.h) */
-        kt->gemm_nn_acc_f32(S + col[r], nk, j->kv->v + (size_t)slot[r] * d->kv_dim + koff, d->kv_dim, out, d->q_dim,
-                            n, len[r], hd);
+    block_values(j, &kr, S, n, nk, out, buf);
 }
 
 /*

@@ -19,8 +19,9 @@
  * first query still needs). KV-shared layers own nothing.
  */
 typedef struct gm_kv_layer {
-    float *k, *v;
-    int32_t cap;
+    float *k, *v;        /* GM_KV_F32 caches */
+    uint16_t *kh, *vh;   /* GM_KV_F16 caches: binary16 bits */
+    int32_t cap;         /* 0 for KV-shared layers */
 } gm_kv_layer;
 
 /*
@@ -31,6 +32,9 @@ typedef struct gm_kv_layer {
  */
 #define GM_ATTN_ROWS 16
 #define GM_ATTN_SCRATCH(d) ((size_t)GM_ATTN_ROWS * ((size_t)(d)->n_ctx + (size_t)(d)->hd))
+
+/* An f16 K/V cache is converted to f32 this many keys at a time (attention.c): 64 KiB of scratch at hd 256. */
+#define GM_KV_CHUNK 64
 
 /* Distinct RoPE bases a plan may use: Gemma 3n has a local (sliding) and a global one. */
 #define GM_MAX_ROPE_BASES 2
@@ -44,7 +48,11 @@ typedef struct gm_decoder {
     int32_t n_ctx;
     int32_t max_batch;              /* B: tokens per forward call */
     int32_t H, K, P, V, nh, nkv, hd, q_dim, kv_dim, max_ffn, r;
-    gm_kv_layer kv[GM_MAX_LAYERS];  /* by plan index; k == NULL for KV-shared layers */
+    gm_kv_layer kv[GM_MAX_LAYERS];  /* by plan index; cap == 0 for KV-shared layers */
+    int32_t kv_type;    /* gm_kv_type: which of kv[].k/v (f32) or kv[].kh/vh (f16) is allocated */
+    /* f16 cache only: per pool thread, GM_KV_CHUNK keys or values of one
+     * KV head converted to f32, [n_scores][GM_KV_CHUNK, hd] (attention.c) */
+    float *kv_rows;
     /* scratch, all [B, ...] unless noted */
     float *x0;          /* [B, H] scaled token embeddings */
     float *streams;     /* [K, B, H] AltUp streams between layers */
@@ -90,8 +98,9 @@ typedef struct gm_decoder {
     void *observer_user;
 } gm_decoder;
 
+/* kv_type: a gm_kv_type (validated by the caller). */
 GM_INTERNAL gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan, int32_t n_ctx,
-                                      int32_t max_batch, gm_error *err);
+                                      int32_t max_batch, int32_t kv_type, gm_error *err);
 GM_INTERNAL void gm_decoder_free(gm_decoder *d);
 
 /*

@@ -17,8 +17,20 @@ gm_sampler_params gm_sampler_default_params(void) {
 }
 
 gm_session_params gm_session_default_params(void) {
-    gm_session_params p = {.n_ctx = 0, .keep_all_logits = 0, .sampler = gm_sampler_default_params()};
+    gm_session_params p = {.n_ctx = 0, .keep_all_logits = 0, .sampler = gm_sampler_default_params(),
+                           .kv_type = GM_KV_F32};
     return p;
+}
+
+const char *gm_kv_type_name(int32_t kv_type) {
+    return kv_type == GM_KV_F32 ? "f32" : kv_type == GM_KV_F16 ? "f16" : "?";
+}
+
+int32_t gm_kv_type_from_name(const char *name) {
+    if (!name) return -1;
+    if (strcmp(name, "f32") == 0) return GM_KV_F32;
+    if (strcmp(name, "f16") == 0) return GM_KV_F16;
+    return -1;
 }
 
 static int32_t choose_n_ctx(const gm_model *m, int32_t requested) {
@@ -35,6 +47,9 @@ gm_status gm_session_new(gm_model *model, const gm_session_params *params, gm_se
     if (p.n_ctx < 0 || p.n_ctx > model->cfg.max_position_embeddings)
         return gm_fail(err, GM_ERR_ARGUMENT, "n_ctx %d is outside [1, %d] (max_position_embeddings)", p.n_ctx,
                        model->cfg.max_position_embeddings);
+    if (p.kv_type != GM_KV_F32 && p.kv_type != GM_KV_F16)
+        return gm_fail(err, GM_ERR_ARGUMENT, "kv_type %d is not a gm_kv_type (GM_KV_F32 = 0 or GM_KV_F16 = 1)",
+                       p.kv_type);
     gm_session *s = gm_calloc(1, sizeof *s);
     if (!s) return gm_fail(err, GM_ERR_OUT_OF_MEMORY, "out of memory");
     s->model = model;
@@ -45,7 +60,7 @@ gm_status gm_session_new(gm_model *model, const gm_session_params *params, gm_se
     int32_t batch = GM_MIN(s->n_ctx, GM_MAX_BATCH);
     gm_plan plan;
     gm_status st = gm_model_session_plan(model, p.submodel, &plan, err);
-    if (st == GM_OK) st = gm_decoder_init(&s->dec, model, &plan, s->n_ctx, batch, err);
+    if (st == GM_OK) st = gm_decoder_init(&s->dec, model, &plan, s->n_ctx, batch, p.kv_type, err);
     if (st == GM_OK) st = gm_sampler_new(model->cfg.vocab_size, &p.sampler, &s->sampler, err);
     if (st == GM_OK) {
         s->tokens = gm_calloc((size_t)s->n_ctx, sizeof *s->tokens);

@@ -28,6 +28,13 @@ static float *alloc_floats(size_t n, bool *ok) {
     return p;
 }
 
+static uint16_t *alloc_halves(size_t n, bool *ok) {
+    size_t bytes;
+    uint16_t *p = gm_mul_size(n, sizeof(uint16_t), &bytes) ? gm_aligned_alloc(bytes) : NULL;
+    if (!p) *ok = false;
+    return p;
+}
+
 /* The plan's distinct RoPE bases and their inverse frequencies; false if there are too many. */
 static bool setup_rope(gm_decoder *d, bool *ok) {
     for (int p = 0; p < d->plan.n_layers; p++) {
@@ -55,14 +62,22 @@ static void alloc_kv(gm_decoder *d, bool *ok) {
         if (pl->kv_source != p) continue;
         int64_t cap = pl->sliding ? GM_MIN((int64_t)d->n_ctx, window + d->max_batch) : d->n_ctx;
         d->kv[p].cap = (int32_t)cap;
-        d->kv[p].k = alloc_floats((size_t)cap * d->kv_dim, ok);
-        d->kv[p].v = alloc_floats((size_t)cap * d->kv_dim, ok);
+        if (d->kv_type == GM_KV_F16) {
+            d->kv[p].kh = alloc_halves((size_t)cap * d->kv_dim, ok);
+            d->kv[p].vh = alloc_halves((size_t)cap * d->kv_dim, ok);
+        } else {
+            d->kv[p].k = alloc_floats((size_t)cap * d->kv_dim, ok);
+            d->kv[p].v = alloc_floats((size_t)cap * d->kv_dim, ok);
+        }
     }
+    /* An f16 cache is read through f32 copies of GM_KV_CHUNK rows at a time, per pool thread. */
+    if (d->kv_type == GM_KV_F16) d->kv_rows = alloc_floats((size_t)d->n_scores * GM_KV_CHUNK * d->hd, ok);
 }
 
 gm_status gm_decoder_init(gm_decoder *d, const gm_model *m, const gm_plan *plan, int32_t n_ctx,
-                          int32_t max_batch, gm_error *err) {
+                          int32_t max_batch, int32_t kv_type, gm_error *err) {
     memset(d, 0, sizeof *d);
+    d->kv_type = kv_type;
     const gm_text_config *c = &m->cfg;
     d->model = m;
     d->plan = *plan;
@@ -119,7 +134,7 @@ void gm_decoder_free(gm_decoder *d) {
     float **bufs[] = {&d->x0, &d->streams, &d->pred, &d->ple_proj, &d->pli, &d->an, &d->laurel, &d->attn,
                       &d->al, &d->tmp_h, &d->hidden, &d->low_rank, &d->q, &d->att_out, &d->k, &d->v,
                       &d->scores, &d->gate, &d->up, &d->router, &d->coefs, &d->inv_freq, &d->rope_cos,
-                      &d->rope_sin};
+                      &d->rope_sin, &d->kv_rows};
     for (size_t i = 0; i < GM_ARRAY_LEN(bufs); i++) {
         gm_aligned_free(*bufs[i]);
         *bufs[i] = NULL;
@@ -132,7 +147,10 @@ void gm_decoder_free(gm_decoder *d) {
     for (int p = 0; p < GM_MAX_LAYERS; p++) {
         gm_aligned_free(d->kv[p].k);
         gm_aligned_free(d->kv[p].v);
+        gm_aligned_free(d->kv[p].kh);
+        gm_aligned_free(d->kv[p].vh);
         d->kv[p].k = d->kv[p].v = NULL;
+        d->kv[p].kh = d->kv[p].vh = NULL;
     }
 }
 
@@ -141,7 +159,7 @@ void gm_decoder_set_sparse_ffn(gm_decoder *d, bool on) { d->sparse_ffn = on; }
 int64_t gm_decoder_rewind_limit(const gm_decoder *d) {
     int64_t limit = INT64_MAX, window = d->model->cfg.sliding_window;
     for (int p = 0; p < d->plan.n_layers; p++)
-        if (d->kv[p].k && d->plan.layers[p].sliding && d->kv[p].cap < d->n_ctx)
+        if (d->kv[p].cap > 0 && d->plan.layers[p].sliding && d->kv[p].cap < d->n_ctx)
             limit = GM_MIN(limit, d->kv[p].cap - window);
     return limit;
 }

@@ -269,6 +269,10 @@ static void case_errors(void) {
     FAILS(2, "out of range", "generate", "-m", a, "--tokens", "2", "--top-p", "1.5");
     FAILS(2, "-m PATH", "generate", "--tokens", "2");
     FAILS(2, "unknown weight format", "generate", "-m", a, "--tokens", "2", "--weights", "q9");
+    FAILS(2, "'bf16' is not a K/V cache type", "generate", "-m", a, "--tokens", "2", "--kv-type", "bf16");
+    FAILS(2, "'F16' is not a K/V cache type", "bench", "-m", a, "-p", "4", "-n", "2", "--kv-type", "F16");
+    FAILS(2, "not a K/V cache type", "logits", "-m", a, "--tokens", "2", "-o", tmp_path("x.npy"), "--kv-type", "");
+    FAILS(2, "not a K/V cache type", "chat", "-m", a, "--kv-type", "q8_0");
     FAILS(2, "no prompt", "generate", "-m", a);
     FAILS(2, "-o OUT.npy", "logits", "-m", a, "--tokens", "2");
     FAILS(2, "unexpected argument", "info", "-m", a, "extra");
@@ -300,6 +304,8 @@ static void case_info_and_help(void) {
     expect_out("\"num_layers\": 8", (const char *const[]){cli, "info", "-m", a, "--json", NULL});
     expect_out("layers: ", (const char *const[]){cli, "info", "-m", b, NULL});
     expect_out(GEMMA3N_VERSION_STRING, (const char *const[]){cli, "--version", NULL});
+    expect_out("\"kv_type\": \"f16\"", (const char *const[]){cli, "bench", "-m", a, "-p", "8", "-n", "4", "-r", "1",
+                                                             "--kv-type", "f16", "--json", NULL});
     expect_out("generate", (const char *const[]){cli, "--help", NULL});
     const char *cmds[] = {"generate", "chat", "tokenize", "logits", "info"};
     for (size_t i = 0; i < 5; i++) {

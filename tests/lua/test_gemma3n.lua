@@ -244,6 +244,24 @@ do
   H.check(true, "GC of models and sessions in any order")
 end
 
+H.section("kv_type option")
+do
+  -- The f16 K/V cache: logits close to the f32 cache's (test_kv_f16.c justifies
+  -- 2e-2 from the 2^-11 rounding of the RMSNormed K/V) but not equal, golden greedy ids.
+  local a <close> = assert(model:session{n_ctx = 64, kv_type = "f32"})
+  local b <close> = assert(model:session{n_ctx = 64, kv_type = "f16", temperature = 0})
+  assert(a:eval(input))
+  assert(b:eval(input))
+  local V = model:info().vocab_size
+  local d = H.max_diff(a:logits(), b:logits(), V)
+  H.check(d > 0 and d <= 2e-2, string.format("f16 KV logits max|diff| %.3g in (0, 2e-2]", d))
+  b:reset()
+  H.same_ids(collect(b:generate(input, {max_tokens = #want_ids, ignore_eos = true})), want_ids,
+             "f16 KV greedy ids")
+  H.raises("kv_type: 'bf16' is not a K/V cache type", model.session, model, {kv_type = "bf16"})
+  H.raises("kv_type must be a string", model.session, model, {kv_type = 16})
+end
+
 H.section("bad input")
 do
   local s <close> = assert(model:session{n_ctx = 16, temperature = 0})

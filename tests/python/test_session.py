@@ -208,3 +208,24 @@ def test_string_and_seed_options(prompt_ids):
         gemma3n.Model(golden_path("text_tiny_a"), weights=16)
     with gemma3n.Model(TINY_CHAT, load_tokenizer=False) as m:
         assert not m.has_tokenizer
+
+
+def test_kv_type_option(tiny_a, prompt_ids):
+    # f16 K/V cache: logits close to the f32 cache's (tests/model/test_kv_f16.c
+    # justifies 2e-2 from the 2^-11 rounding of the RMSNormed K/V), not equal,
+    # and the same greedy ids as the golden reference.
+    with tiny_a.session(kv_type="f32") as a, tiny_a.session(kv_type="f16") as b:
+        a.eval(prompt_ids)
+        b.eval(prompt_ids)
+        d = np.abs(a.logits - b.logits).max()
+        assert 0 < d <= 2e-2
+        ref = load_golden("text_tiny_a", "generated_ids").tolist()
+        b.reset()
+        ids = list(b.generate(prompt_ids, temperature=0, max_tokens=len(ref), ignore_eos=True,
+                              yield_ids=True))
+        assert ids == ref
+    for bad in ("bf16", "F16", ""):
+        with pytest.raises(ValueError, match="kv_type"):
+            tiny_a.session(kv_type=bad)
+    with pytest.raises(TypeError, match="kv_type"):
+        tiny_a.session(kv_type=16)
