@@ -157,7 +157,7 @@ static void masked_softmax(const gm_kernels *kt, float *row, int64_t nk, int64_t
  * The block's key runs (ring_runs) of one KV head (offset koff in a row).
  * The products read an f32 cache in place (row stride kv_dim), so those
  * calls are exactly the ones before f16 caches existed. An f16 cache is
- * read GM_KV_CHUNK keys at a time, converted exactly (gm_f16_to_f32_row)
+ * read GM_KV_CHUNK keys at a time, converted exactly (kernel table f16_to_f32)
  * into the thread's chunk scratch `buf` [GM_KV_CHUNK, hd]: the scratch
  * stays small and in cache, whatever the context length.
  */
@@ -170,7 +170,7 @@ typedef struct key_runs {
 /* Keys (or values) slot .. slot + m - 1 of an f16 cache, this head only, to f32 rows [m, hd]. */
 static void f16_rows(const gm_decoder *d, const uint16_t *cache, size_t koff, int64_t slot, int64_t m, float *buf) {
     for (int64_t i = 0; i < m; i++)
-        gm_f16_to_f32_row(cache + (size_t)(slot + i) * d->kv_dim + koff, buf + (size_t)i * d->hd, (size_t)d->hd);
+        d->mm.k->f16_to_f32(cache + (size_t)(slot + i) * d->kv_dim + koff, buf + (size_t)i * d->hd, d->hd);
 }
 
 /* S [n, nk] = Q_h [n, hd] . K^T over the runs. */

@@ -482,6 +482,12 @@ static void avx2_f32_to_bf16(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = gm_f32_to_bf16(x[i]);
 }
 
+static void avx2_f16_to_f32(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = gm_f16_to_f32(x[i]);
+}
+
 /* ---- elementwise: same operations as kern_ref.c, so the same bits ---- */
 
 static void avx2_axpy(float a, const float *x, float *y, int64_t n) {
@@ -668,6 +674,7 @@ const gm_kernels gm_kernels_avx2 = {
     .gemm_nn_acc_f32 = avx2_gemm_nn_acc_f32,
     .quantize_row_q8_0 = avx2_quantize_row_q8_0,
     .f32_to_bf16 = avx2_f32_to_bf16,
+    .f16_to_f32 = avx2_f16_to_f32,
     .axpy = avx2_axpy,
     .scale = avx2_scale,
     .mul = avx2_mul,

@@ -725,6 +725,15 @@ INLINE __m256i f32x16_to_bf16(__m512 v) {
     return _mm512_cvtepi32_epi16(h);
 }
 
+static void avx512_f16_to_f32(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
+    if (i < n) {
+        const __mmask16 m = mask16(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)));
+    }
+}
+
 static void avx512_f32_to_bf16(const float *x, uint16_t *y, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(y + i), f32x16_to_bf16(_mm512_loadu_ps(x + i)));
@@ -877,6 +886,7 @@ static float avx512_exp_sum(float *x, int64_t n, float mx) {
     .gemv_f16 = avx512_gemv_f16,                        \
     .quantize_row_q8_0 = avx512_quantize_row_q8_0,      \
     .f32_to_bf16 = avx512_f32_to_bf16,                  \
+    .f16_to_f32 = avx512_f16_to_f32,                    \
     .axpy = avx512_axpy,                                \
     .scale = avx512_scale,                              \
     .mul = avx512_mul,                                  \

@@ -457,6 +457,12 @@ static void neon_f32_to_bf16(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = gm_f32_to_bf16(x[i]);
 }
 
+static void neon_f16_to_f32(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+    for (; i < n; i++) y[i] = gm_f16_to_f32(x[i]);
+}
+
 /* ---- elementwise: same operations as kern_ref.c (no FMA), so the same bits ---- */
 
 static void neon_axpy(float a, const float *x, float *y, int64_t n) {
@@ -610,6 +616,7 @@ static float neon_exp_sum(float *x, int64_t n, float m) {
     .gemm_nn_acc_f32 = neon_gemm_nn_acc_f32,            \
     .quantize_row_q8_0 = neon_quantize_row_q8_0,        \
     .f32_to_bf16 = neon_f32_to_bf16,                    \
+    .f16_to_f32 = neon_f16_to_f32,                      \
     .axpy = neon_axpy,                                  \
     .scale = neon_scale,                                \
     .mul = neon_mul,                                    \

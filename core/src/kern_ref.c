@@ -115,6 +115,10 @@ static void ref_f32_to_bf16(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = gm_f32_to_bf16(x[i]);
 }
 
+static void ref_f16_to_f32(const uint16_t *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = gm_f16_to_f32(x[i]);
+}
+
 /* ---- elementwise ---- */
 
 static void ref_axpy(float a, const float *x, float *y, int64_t n) {
@@ -188,6 +192,7 @@ const gm_kernels gm_kernels_ref = {
     .gemm_nn_acc_f32 = ref_gemm_nn_acc_f32,
     .quantize_row_q8_0 = ref_quantize_row_q8_0,
     .f32_to_bf16 = ref_f32_to_bf16,
+    .f16_to_f32 = ref_f16_to_f32,
     .axpy = ref_axpy,
     .scale = ref_scale,
     .mul = ref_mul,

@@ -154,6 +154,9 @@ typedef struct gm_kernels {
     void (*quantize_row_q8_0)(const float *x, void *blocks, int64_t n);
     /* Round to nearest even, as gm_f32_to_bf16 (NaN stays NaN). */
     void (*f32_to_bf16)(const float *x, uint16_t *y, int64_t n);
+    /* binary16 -> f32, exact: gm_f16_to_f32's bits for every non-NaN input, a NaN for a NaN
+     * (the f16 KV cache read back before attention's products; F16C / fcvtl where present). */
+    void (*f16_to_f32)(const uint16_t *x, float *y, int64_t n);
 
     /* ---- elementwise, per token ---- */
     void (*axpy)(float a, const float *x, float *y, int64_t n);      /* y[i] += a * x[i] */

@@ -494,6 +494,26 @@ static void test_f32_to_bf16(const gm_kernels *k) {
     }
 }
 
+/* f16_to_f32 over all 65536 binary16 values (at every offset of a 16-lane tail): the reference's bits, NaN for NaN. */
+static void test_f16_to_f32(const gm_kernels *k) {
+    enum { N = 65536 + 17 };
+    uint16_t *x = galloc(N * 2);
+    float *got = galloc(N * 4), *ref = galloc(N * 4);
+    for (int i = 0; i < N; i++) x[i] = (uint16_t)(i < 65536 ? i : i * 7919);
+    for (int64_t off = 0; off < 17; off += 5) {
+        const int64_t n = N - off;
+        k->f16_to_f32(x + off, got, n);
+        gm_kernels_ref.f16_to_f32(x + off, ref, n);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            bad += isnan(ref[i]) ? !isnan(got[i]) : memcmp(&got[i], &ref[i], 4) != 0;
+        CHECK(bad == 0, "%s f16_to_f32 offset %lld: %d values differ", k->name, (long long)off, bad);
+    }
+    gfree(x, N * 2);
+    gfree(got, N * 4);
+    gfree(ref, N * 4);
+}
+
 /* ---- elementwise ---- */
 
 static void test_elementwise(const gm_kernels *k) {
@@ -935,6 +955,7 @@ int main(int argc, char **argv) {
         test_packed_q4(k);
         test_quantize(k);
         test_f32_to_bf16(k);
+        test_f16_to_f32(k);
         test_elementwise(k);
         test_gemm_nt(k);
         test_gemm_nn_acc(k);
