@@ -47,33 +47,6 @@ float gm_f16_to_f32(uint16_t h) {
     return f;
 }
 
-/*
- * gm_f16_to_f32 over a row, with the same bits for every input, written
- * without branches so the compiler vectorizes it (the f16 KV cache converts
- * each attention block's keys and values with it: attention.c). Moving the
- * 15 exponent/mantissa bits up by 13 and rebiasing the exponent (+112) is
- * exact for normal numbers; exponent 31 (inf/NaN) goes to 255; subnormals
- * (exponent 0) come out as 2^-14 * (1 + man/1024) - 2^-14 = man * 2^-24,
- * exact in f32 arithmetic (no denormal operands, so also under FTZ/DAZ).
- */
-void gm_f16_to_f32_row(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t h = src[i], em = (h & 0x7FFFu) << 13, e = em & 0x0F800000u;
-        uint32_t normal = em + 0x38000000u;        /* exponent + (127 - 15) */
-        uint32_t special = em | 0x7F800000u;       /* inf / NaN: payload kept */
-        uint32_t sub_bits = normal + 0x00800000u;  /* 2^-14 * (1 + man/1024) */
-        float sub, f;
-        memcpy(&sub, &sub_bits, sizeof sub);
-        sub -= 6.103515625e-05f;                   /* - 2^-14 */
-        uint32_t sub_u;
-        memcpy(&sub_u, &sub, sizeof sub_u);
-        uint32_t bits = e == 0x0F800000u ? special : e == 0 ? sub_u : normal;
-        bits |= (h & 0x8000u) << 16;
-        memcpy(&f, &bits, sizeof f);
-        dst[i] = f;
-    }
-}
-
 /* binary32 -> binary16, round to nearest even, overflow to inf. */
 uint16_t gm_f32_to_f16(float f) {
     uint32_t x;

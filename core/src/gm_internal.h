@@ -133,8 +133,6 @@ static inline float gm_bf16_to_f32(uint16_t h) {
 
 GM_INTERNAL float gm_f16_to_f32(uint16_t h);
 GM_INTERNAL uint16_t gm_f32_to_f16(float f);
-/* dst[i] = gm_f16_to_f32(src[i]) for i < n, bit for bit; vectorizable (dtype.c). */
-GM_INTERNAL void gm_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
 GM_INTERNAL uint16_t gm_f32_to_bf16(float f); /* round to nearest even */
 
 /* Widens n elements of type t starting at src to f32. Float types: any
