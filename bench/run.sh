@@ -85,6 +85,11 @@ if [ ! -f "$SYNTH/model.safetensors.index.json" ]; then
   rm -rf "$SYNTH"
   "$BUILD/bench/gemma3n-synth" E2B "$SYNTH" >> "$LOG" 2>&1 || fail "gemma3n-synth failed"
 fi
+# The real Gemma 3n tokenizer (the repo's test data; vocab 262144 as E2B's):
+# the GGUF then carries a vocabulary, without which llama.cpp refuses it.
+for f in tokenizer.json tokenizer_config.json; do
+  [ -f "$SYNTH/$f" ] || cp "$REPO/tests/data/tokenizer/$f" "$SYNTH/$f" || fail "copying $f"
+done
 FMTS=(q4_0)
 [ "$Q8" = 1 ] && FMTS+=(q8_0)
 declare -A GGUF
