@@ -597,6 +597,11 @@ void gm_gguf_free(gm_gguf *g) {
     gm_free(g);
 }
 
+const void *gm_gguf_image(const gm_gguf *g, size_t *size) {
+    *size = g->size;
+    return g->data;
+}
+
 uint32_t gm_gguf_version(const gm_gguf *g) { return g->version; }
 size_t gm_gguf_alignment(const gm_gguf *g) { return g->alignment; }
 size_t gm_gguf_data_offset(const gm_gguf *g) { return g->data_offset; }

@@ -119,6 +119,8 @@ GM_INTERNAL gm_status gm_gguf_open_buffer(const void *data, size_t size, const c
 GM_INTERNAL void gm_gguf_free(gm_gguf *g);
 
 GM_INTERNAL uint32_t gm_gguf_version(const gm_gguf *g);
+/* The whole file image (mapped or the caller's buffer) and its size. */
+GM_INTERNAL const void *gm_gguf_image(const gm_gguf *g, size_t *size);
 GM_INTERNAL size_t gm_gguf_alignment(const gm_gguf *g);
 /* Offset of the data section from the start of the file. */
 GM_INTERNAL size_t gm_gguf_data_offset(const gm_gguf *g);

@@ -474,7 +474,7 @@ static void *tokenizer_main(void *arg) {
 }
 
 /* bind_all, with the tokenizer loaded alongside (or after, if no thread can be started). */
-static gm_status bind_with_tokenizer(gm_model *m, gm_error *err) {
+static gm_status bind_with_tokenizer_thread(gm_model *m, gm_error *err) {
     if (!m->params.load_tokenizer) return bind_all(m, err);
     tokenizer_job job = {.m = m};
     pthread_t thread;
@@ -486,6 +486,32 @@ static gm_status bind_with_tokenizer(gm_model *m, gm_error *err) {
         if (err) *err = job.err;
         st = job.st;
     }
+    return st;
+}
+
+/*
+ * Drops this process's mapping of every page of the model files (they stay
+ * in the page cache). After binding, the weights used in place fault back
+ * in as they are read; the pages read only while loading (tensors packed
+ * or converted into their own memory, the tokenizer arrays, and whatever a
+ * fault mapped around them: a whole large page-cache folio, up to 2 MiB,
+ * on recent kernels) leave the resident set. Measured: +110 MiB peak RSS
+ * for E2B Q4_0 without this when the file had been read with readahead.
+ */
+static void release_file_pages(gm_model *m) {
+    if (m->format == GM_FORMAT_GGUF && m->gguf) {
+        size_t size;
+        const void *image = gm_gguf_image(m->gguf, &size);
+        gm_release_pages(image, size);
+        return;
+    }
+    for (int i = 0; i < m->st.n_files; i++) gm_release_pages(m->st.files[i].data, m->st.files[i].size);
+}
+
+/* bind_with_tokenizer_thread, then release_file_pages. */
+static gm_status bind_with_tokenizer(gm_model *m, gm_error *err) {
+    gm_status st = bind_with_tokenizer_thread(m, err);
+    if (st == GM_OK) release_file_pages(m);
     return st;
 }
 
