@@ -598,8 +598,8 @@ void gm_gguf_free(gm_gguf *g) {
 }
 
 const void *gm_gguf_image(const gm_gguf *g, size_t *size) {
-    *size = g->size;
-    return g->data;
+    *size = g->file.data ? g->file.size : 0;
+    return g->file.data;
 }
 
 uint32_t gm_gguf_version(const gm_gguf *g) { return g->version; }

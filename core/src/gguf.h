@@ -119,7 +119,9 @@ GM_INTERNAL gm_status gm_gguf_open_buffer(const void *data, size_t size, const c
 GM_INTERNAL void gm_gguf_free(gm_gguf *g);
 
 GM_INTERNAL uint32_t gm_gguf_version(const gm_gguf *g);
-/* The whole file image (mapped or the caller's buffer) and its size. */
+/* The file mapping of a GGUF opened by path and its size; NULL (size 0) for a
+ * caller's buffer, whose pages are not ours to drop (MADV_DONTNEED would zero
+ * anonymous memory). */
 GM_INTERNAL const void *gm_gguf_image(const gm_gguf *g, size_t *size);
 GM_INTERNAL size_t gm_gguf_alignment(const gm_gguf *g);
 /* Offset of the data section from the start of the file. */

@@ -501,8 +501,8 @@ static gm_status bind_with_tokenizer_thread(gm_model *m, gm_error *err) {
 static void release_file_pages(gm_model *m) {
     if (m->format == GM_FORMAT_GGUF && m->gguf) {
         size_t size;
-        const void *image = gm_gguf_image(m->gguf, &size);
-        gm_release_pages(image, size);
+        const void *image = gm_gguf_image(m->gguf, &size); /* NULL unless file-mapped */
+        if (image) gm_release_pages(image, size);
         return;
     }
     for (int i = 0; i < m->st.n_files; i++) gm_release_pages(m->st.files[i].data, m->st.files[i].size);
