@@ -897,6 +897,14 @@ static float avx512_exp_sum(float *x, int64_t n, float mx) {
     .gelu_tanh = avx512_gelu_tanh,                      \
     .softcap = avx512_softcap
 
+/* The int8 entries of every table with VNNI (vnni, bf16, amx); each table adds its matmul_q4_0x16. */
+#define VNNI_INT8                                       \
+    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,                \
+    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,                \
+    .gemv_q8_0 = vnni_gemv_q8_0,                        \
+    .gemv_q4_0 = vnni_gemv_q4_0,                        \
+    .pack_q4_0x16 = avx512_pack_q4_0x16
+
 const gm_kernels gm_kernels_avx512 = {
     .name = "avx512",
     AVX512_COMMON,
@@ -913,12 +921,8 @@ const gm_kernels gm_kernels_avx512_vnni = {
     AVX512_COMMON,
     .dot_bf16_bf16 = avx512_dot_bf16_bf16,
     .gemv_bf16_bf16 = avx512_gemv_bf16_bf16,
-    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
-    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
-    .gemv_q8_0 = vnni_gemv_q8_0,
-    .gemv_q4_0 = vnni_gemv_q4_0,
+    VNNI_INT8,
     .matmul_q4_0x16 = gm_vnni_matmul_q4_0x16,
-    .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 
 const gm_kernels gm_kernels_avx512_bf16 = {
@@ -926,12 +930,8 @@ const gm_kernels gm_kernels_avx512_bf16 = {
     AVX512_COMMON,
     .dot_bf16_bf16 = bf16_dot_bf16_bf16,
     .gemv_bf16_bf16 = bf16_gemv_bf16_bf16,
-    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
-    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
-    .gemv_q8_0 = vnni_gemv_q8_0,
-    .gemv_q4_0 = vnni_gemv_q4_0,
+    VNNI_INT8,
     .matmul_q4_0x16 = gm_vnni_matmul_q4_0x16,
-    .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 
 #if defined(GM_KERN_AMX)
@@ -940,16 +940,13 @@ const gm_kernels gm_kernels_avx512_amx = {
     AVX512_COMMON,
     .dot_bf16_bf16 = bf16_dot_bf16_bf16,
     .gemv_bf16_bf16 = bf16_gemv_bf16_bf16,
-    .dot_q8_0_q8_0 = vnni_dot_q8_0_q8_0,
-    .dot_q4_0_q8_0 = vnni_dot_q4_0_q8_0,
-    .gemv_q8_0 = vnni_gemv_q8_0,
-    .gemv_q4_0 = vnni_gemv_q4_0,
+    VNNI_INT8,
     .matmul_q4_0x16 = gm_amx_matmul_q4_0x16, /* kern_amx.c */
-    .pack_q4_0x16 = avx512_pack_q4_0x16,
 };
 #endif
 
 #undef AVX512_COMMON
+#undef VNNI_INT8
 
 #else
 typedef int gm_kern_avx512_unused; /* not an x86 build: the file is empty */
