@@ -44,14 +44,21 @@ static void rows_task(void *ctx, int task, int n_tasks, int thread) {
     }
 }
 
-void gm_matmul_rows_local(const gm_kernels *k, const gm_matrix *W, int64_t out, int64_t in, const float *x, void *xq,
-                          const int32_t *rows, int n_rows, float *y) {
+/* The job for rows of W against x, with x converted into xq first when W is block-quantized (ggml's vec_dot_type). */
+static rows_job rows_job_for(const gm_kernels *k, const gm_matrix *W, int64_t out, int64_t in, const float *x,
+                             void *xq, const int32_t *rows, int n_rows, float *y) {
     rows_job j = {{k, gm_matmul_kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL}, rows, n_rows,
                   n_rows, gm_dtype_row_bytes(W->type, W->row_stride), gm_dtype_row_bytes(W->type, in)};
     if (gm_dtype_block(W->type) > 1) {
         k->quantize_row_q8_0(x, xq, in);
         j.gemv.x = xq;
     }
+    return j;
+}
+
+void gm_matmul_rows_local(const gm_kernels *k, const gm_matrix *W, int64_t out, int64_t in, const float *x, void *xq,
+                          const int32_t *rows, int n_rows, float *y) {
+    rows_job j = rows_job_for(k, W, out, in, x, xq, rows, n_rows, y);
     rows_task(&j, 0, 1, 0);
 }
 
@@ -61,12 +68,7 @@ int64_t gm_matmul_rows(const gm_matmul_ctx *c, const gm_matrix *W, int64_t out, 
         gm_matmul(c, W, out, in, x, 1, y);
         return out;
     }
-    rows_job j = {{c->k, gm_matmul_kernel_type(W), W->data, W->row_stride, x, in, y, out, 0, NULL}, rows, n_rows,
-                  n_rows, gm_dtype_row_bytes(W->type, W->row_stride), gm_dtype_row_bytes(W->type, in)};
-    if (gm_dtype_block(W->type) > 1) {
-        c->k->quantize_row_q8_0(x, c->xq, in); /* as matmul.c's gemv: ggml's vec_dot_type */
-        j.gemv.x = c->xq;
-    }
+    rows_job j = rows_job_for(c->k, W, out, in, x, c->xq, rows, n_rows, y);
     int threads = (int64_t)n_rows * in < GM_ROWS_PARALLEL_MIN ? 1 : gm_pool_n_threads(c->pool);
     if (threads == 1) {
         rows_task(&j, 0, 1, 0);
